@@ -1,0 +1,252 @@
+"""Incompressible 2D Navier-Stokes in vorticity form on the periodic square (the FNO benchmark).
+
+Equations, on ``[0, L)^2`` with periodic boundaries::
+
+    dw/dt + u . grad(w) = nu Laplacian(w) - drag w + f
+    u = (u, v) = (d psi/dy, -d psi/dx),   -Laplacian(psi) = w,   so   w = dv/dx - du/dy.
+
+Conventions (docs/conventions.md): arrays are ``[..., iy, ix]`` (x along the last axis), points are cell
+centres ``(i + 1/2) L / n``; ``torch.rot90(w, 1, dims=(-1, -2))`` rotates a field counter-clockwise.
+Vorticity is a pseudoscalar: if ``w(t)`` solves the equations with forcing ``f``, then so does
+``rot90(w(t))`` with ``rot90(f)``, and ``-w(t).transpose(-1, -2)`` with ``-f.transpose(-1, -2)``
+(a reflection flips the sense of rotation).
+
+Discretisation: pseudo-spectral (real FFTs), the advection term computed on the grid and dealiased by
+the 2/3 rule, odd derivatives zero on the Nyquist modes (so the discrete operator commutes exactly with
+rot90 and the reflections), time stepping IMEX "CN-Heun": Crank-Nicolson for viscosity and drag,
+Heun's predictor-corrector for advection and forcing; second order in ``dt``, two advection
+evaluations (10 FFTs) per step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from sim.discretize.periodic import PeriodicGrid2D
+
+__all__ = ["NavierStokes2D", "SolverDivergedError"]
+
+
+class SolverDivergedError(FloatingPointError):
+    """The solution became NaN or infinite.
+
+    Attributes:
+        step: the step (1-based, counted within the ``advance`` call) after which it was non-finite.
+        time: the time advanced within the call when it was found, ``step * dt``.
+    """
+
+    def __init__(self, message: str, *, step: int, time: float):
+        super().__init__(message)
+        self.step = step
+        self.time = time
+
+
+class NavierStokes2D(nn.Module):
+    """Batched pseudo-spectral solver for 2D vorticity on the periodic square.
+
+    Works in float32 and float64 (the dtype of the vorticity passed in) on any device the module is
+    moved to (``solver.to("cuda")``); tables are non-persistent buffers, so the module has no state dict.
+
+    Args:
+        resolution: grid points per side, a positive even number.
+        viscosity: kinematic viscosity ``nu >= 0``.
+        dt: the largest time step; ``advance`` splits a time span into equal steps no larger than this.
+        length: side of the periodic square.
+        drag: linear (Rayleigh) drag coefficient ``>= 0``.
+
+    Example:
+        >>> solver = NavierStokes2D(resolution=64, viscosity=1e-3, dt=1e-3)
+        >>> w1 = solver.advance(w0, 1.0, forcing=f)  # w0: [B, 64, 64], f: [64, 64] or [B, 64, 64]
+    """
+
+    def __init__(self, resolution: int, viscosity: float, dt: float, *, length: float = 1.0, drag: float = 0.0):
+        super().__init__()
+        if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 2 or resolution % 2:
+            raise ValueError(f"NavierStokes2D: resolution must be a positive even int, got {resolution!r}")
+        for name, value in (("viscosity", viscosity), ("drag", drag)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"NavierStokes2D: {name} must be a finite float >= 0, got {value!r}")
+        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+            raise ValueError(f"NavierStokes2D: dt must be a finite float > 0, got {dt!r}")
+        if not (isinstance(length, (int, float)) and math.isfinite(length) and length > 0):
+            raise ValueError(f"NavierStokes2D: length must be a finite float > 0, got {length!r}")
+        self.grid = PeriodicGrid2D(resolution, float(length))
+        self.resolution = resolution
+        self.viscosity = float(viscosity)
+        self.dt = float(dt)
+        self.length = float(length)
+        self.drag = float(drag)
+
+        n = resolution
+        kx, ky = self.grid.wavenumbers(dtype=torch.float64)  # [n, n//2+1] each
+        k2 = kx**2 + ky**2  # -Laplacian symbol, Nyquist included
+        inv_k2 = torch.where(k2 > 0, 1.0 / torch.where(k2 > 0, k2, 1.0), 0.0)
+        # Odd derivatives vanish on the Nyquist modes: i k has no real-valued, symmetric meaning there.
+        nyq = n // 2
+        dx = kx.clone()
+        dx[:, nyq] = 0.0
+        dy = ky.clone()
+        dy[nyq, :] = 0.0
+        # 2/3 rule: keep integer wavenumbers |k| < n/3 on each axis; drop the mean of the advection term.
+        kint_x = torch.fft.rfftfreq(n, dtype=torch.float64) * n
+        kint_y = torch.fft.fftfreq(n, dtype=torch.float64) * n
+        keep = (kint_y.abs()[:, None] < n / 3) & (kint_x.abs()[None, :] < n / 3)  # [n, n//2+1]
+        keep[0, 0] = False
+        # (u, v, w_x, w_y) from w_hat in one broadcast multiply: u = i k_y w / k^2, v = -i k_x w / k^2.
+        ops = torch.stack([1j * dy * inv_k2, -1j * dx * inv_k2, 1j * dx, 1j * dy])  # [4, n, n//2+1]
+        self.register_buffer("_k2", k2, persistent=False)
+        self.register_buffer("_keep", keep.to(torch.float64), persistent=False)
+        self.register_buffer("_ops", ops, persistent=False)
+
+    def extra_repr(self) -> str:
+        return (
+            f"resolution={self.resolution}, viscosity={self.viscosity:g}, dt={self.dt:g}, "
+            f"length={self.length:g}, drag={self.drag:g}"
+        )
+
+    # ---------------------------------------------------------------------------------------------------
+    # input checks
+
+    def _check_w(self, w: torch.Tensor, what: str = "w") -> None:
+        n = self.resolution
+        if not isinstance(w, torch.Tensor):
+            raise TypeError(f"NavierStokes2D: {what} must be a torch.Tensor, got {type(w).__name__}")
+        if w.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"NavierStokes2D: {what} must be float32 or float64, got {w.dtype}")
+        if w.ndim != 3 or w.shape[-2:] != (n, n):
+            raise ValueError(f"NavierStokes2D: {what} must have shape [B, {n}, {n}], got {list(w.shape)}")
+
+    def _forcing_hat(self, forcing: torch.Tensor | None, w: torch.Tensor) -> torch.Tensor | None:
+        """Spectrum of the forcing without its mean, ``[1 or B, n, n//2+1]``, or None."""
+        if forcing is None:
+            return None
+        n = self.resolution
+        if not isinstance(forcing, torch.Tensor):
+            raise TypeError(f"NavierStokes2D: forcing must be a torch.Tensor, got {type(forcing).__name__}")
+        if forcing.ndim == 2:
+            forcing = forcing[None]
+        if forcing.ndim != 3 or forcing.shape[-2:] != (n, n) or forcing.shape[0] not in (1, w.shape[0]):
+            raise ValueError(
+                f"NavierStokes2D: forcing must have shape [{n}, {n}] or [{w.shape[0]}, {n}, {n}], "
+                f"got {list(forcing.shape)}"
+            )
+        f_hat = torch.fft.rfft2(forcing.to(dtype=w.dtype, device=w.device))
+        f_hat[..., 0, 0] = 0.0
+        return f_hat
+
+    def _tables(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The spectral tables in the dtype and on the device of ``w``."""
+        cdtype = torch.complex64 if w.dtype == torch.float32 else torch.complex128
+        return (
+            self._k2.to(dtype=w.dtype, device=w.device),
+            self._keep.to(dtype=w.dtype, device=w.device),
+            self._ops.to(dtype=cdtype, device=w.device),
+        )
+
+    # ---------------------------------------------------------------------------------------------------
+    # physics
+
+    def _advection_hat(self, w_hat: torch.Tensor, keep: torch.Tensor, ops: torch.Tensor) -> torch.Tensor:
+        """Dealiased spectrum of ``-(u . grad w)``. ``w_hat``: ``[B, n, n//2+1]``."""
+        n = self.resolution
+        fields = torch.fft.irfft2(ops[:, None] * w_hat[None], s=(n, n))  # [4, B, n, n]: u, v, w_x, w_y
+        u, v, w_x, w_y = fields.unbind(0)
+        return torch.fft.rfft2(u * w_x + v * w_y).mul_(keep).neg_()
+
+    def velocity(self, w: torch.Tensor) -> torch.Tensor:
+        """Velocity of a vorticity field.
+
+        Args:
+            w: vorticity ``[B, n, n]``.
+
+        Returns:
+            ``[B, 2, n, n]``: ``(u, v)``, the x and y components, divergence-free, with
+            ``dv/dx - du/dy = w - mean(w)`` up to the Nyquist modes of ``w``.
+        """
+        self._check_w(w)
+        n = self.resolution
+        _, _, ops = self._tables(w)
+        w_hat = torch.fft.rfft2(w)  # [B, n, n//2+1]
+        uv = torch.fft.irfft2(ops[:2, None] * w_hat[None], s=(n, n))  # [2, B, n, n]
+        return uv.transpose(0, 1)  # [B, 2, n, n]
+
+    def tendency(self, w: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
+        """The right-hand side ``dw/dt = -u . grad(w) + nu Laplacian(w) - drag w + f`` as computed by the solver.
+
+        Args:
+            w: vorticity ``[B, n, n]``.
+            forcing: ``[n, n]`` or ``[B, n, n]`` (its mean is ignored), or None.
+
+        Returns:
+            ``[B, n, n]``.
+        """
+        self._check_w(w)
+        n = self.resolution
+        k2, keep, ops = self._tables(w)
+        w_hat = torch.fft.rfft2(w)
+        rhs = self._advection_hat(w_hat, keep, ops) - (self.viscosity * k2 + self.drag) * w_hat
+        f_hat = self._forcing_hat(forcing, w)
+        if f_hat is not None:
+            rhs = rhs + f_hat
+        return torch.fft.irfft2(rhs, s=(n, n))
+
+    def advance(self, w: torch.Tensor, t: float, forcing: torch.Tensor | None = None) -> torch.Tensor:
+        """Advance vorticity by time ``t``.
+
+        The span is split into ``ceil(t / dt)`` equal steps (each no larger than ``dt``). The mean of
+        ``w`` is conserved exactly (decays as ``exp(-drag t)`` with drag); the forcing's mean is ignored
+        (vorticity on the torus has zero mean).
+
+        Args:
+            w: vorticity ``[B, n, n]``, float32 or float64; the computation runs in this dtype and device.
+            t: time to advance, ``>= 0``.
+            forcing: time-independent forcing ``[n, n]`` or ``[B, n, n]``, or None.
+
+        Returns:
+            ``[B, n, n]``, the vorticity at time ``t`` later, same dtype and device as ``w``.
+
+        Raises:
+            SolverDivergedError: the solution became NaN or infinite; the message gives the step.
+        """
+        self._check_w(w)
+        if not (isinstance(t, (int, float)) and math.isfinite(t) and t >= 0):
+            raise ValueError(f"NavierStokes2D.advance: t must be a finite float >= 0, got {t!r}")
+        f_hat = self._forcing_hat(forcing, w)
+        if t == 0:
+            return w.clone()
+        n = self.resolution
+        n_steps = max(1, math.ceil(t / self.dt - 1e-9))
+        h = t / n_steps
+        k2, keep, ops = self._tables(w)
+        half = 0.5 * h * (self.viscosity * k2 + self.drag)  # [n, n//2+1]
+        explicit = (1 - half) / (1 + half)  # Crank-Nicolson factor
+        implicit = h / (1 + half)
+
+        w_hat = torch.fft.rfft2(w)  # [B, n, n//2+1]
+        for step in range(1, n_steps + 1):
+            n0 = self._advection_hat(w_hat, keep, ops)
+            if f_hat is not None:
+                n0 = n0 + f_hat
+            base = explicit * w_hat
+            predictor = base + implicit * n0
+            n1 = self._advection_hat(predictor, keep, ops)
+            if f_hat is not None:
+                n1 = n1 + f_hat
+            w_hat = base + (0.5 * implicit) * (n0 + n1)
+            # Any NaN/Inf on the grid spreads to every mode through the FFT; one mode per sample suffices.
+            if not bool(torch.isfinite(w_hat[:, 0, 1]).all()):
+                raise SolverDivergedError(self._diverged_message(w, step, n_steps, h), step=step, time=step * h)
+        return torch.fft.irfft2(w_hat, s=(n, n))
+
+    def _diverged_message(self, w0: torch.Tensor, step: int, n_steps: int, h: float) -> str:
+        umax = float(self.velocity(w0).abs().amax())
+        courant = umax * h / self.grid.spacing
+        return (
+            f"NavierStokes2D: the solution became NaN/Inf at step {step} of {n_steps} (t = {step * h:.6g}) "
+            f"with dt = {h:.3g}, resolution {self.resolution}, viscosity {self.viscosity:g}; "
+            f"the starting Courant number max|u| dt / dx was {courant:.3g}: reduce dt below about "
+            f"{self.grid.spacing / max(umax, 1e-12):.2g}"
+        )
