@@ -29,6 +29,7 @@ $(STAMP): $(VENV)/bin/python pyproject.toml $(CONSTRAINTS)
 install: $(STAMP)
 
 demo: $(STAMP)
+	mkdir -p $(DEMO_OUT)
 	$(VENV)/bin/sim generate ns2d --config configs/data/ns2d_demo.yaml --out $(DEMO_OUT)/ns2d_demo.nc --overwrite
 	$(VENV)/bin/sim inspect $(DEMO_OUT)/ns2d_demo.nc
 

@@ -52,7 +52,9 @@ class PeriodicGrid2D:
         y, x = torch.meshgrid(c, c, indexing="ij")  # [n, n] each, row = y
         return x.clone(), y.clone()
 
-    def wavenumbers(self, *, dtype: torch.dtype = torch.float64, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def wavenumbers(
+        self, *, dtype: torch.dtype = torch.float64, device=None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Angular wavenumbers of ``torch.fft.rfft2`` output, as ``(kx, ky)``, each ``[n, n // 2 + 1]``.
 
         ``kx`` runs over ``rfftfreq`` (last axis), ``ky`` over ``fftfreq`` (first axis), both times
@@ -97,8 +99,9 @@ def spectral_resample(field: torch.Tensor, m: int) -> torch.Tensor:
     kx_kept = torch.arange(kc, device=field.device, dtype=field.dtype)
     # Shift from the n-grid's cell centres to the m-grid's: exp(i pi k (1/m - 1/n)) per axis.
     shift = torch.pi * (1.0 / m - 1.0 / n)
-    phase = torch.polar(torch.ones((), dtype=field.dtype, device=field.device), shift * ky_kept)[:, None] * (
-        torch.polar(torch.ones((), dtype=field.dtype, device=field.device), shift * kx_kept)[None, :]
+    phase = (
+        torch.polar(torch.ones((), dtype=field.dtype, device=field.device), shift * ky_kept)[:, None]
+        * (torch.polar(torch.ones((), dtype=field.dtype, device=field.device), shift * kx_kept)[None, :])
     )  # [2kc-1, kc]
     out = torch.zeros(*field.shape[:-2], m, m // 2 + 1, dtype=spec.dtype, device=field.device)
     ky_m = torch.fft.fftfreq(m, device=field.device) * m

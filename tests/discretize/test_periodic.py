@@ -33,7 +33,9 @@ def test_rot90_convention_is_counter_clockwise_about_the_centre():
     rotated = torch.rot90(f, 1, dims=(-1, -2))
     cx, cy = x - 0.5, y - 0.5
     xs, ys = cy + 0.5, -cx + 0.5  # R^-1 (cx, cy) = (cy, -cx)
-    expected = torch.exp(torch.sin(2 * math.pi * xs) + 0.5 * torch.cos(2 * math.pi * ys) * torch.sin(4 * math.pi * xs))
+    expected = torch.exp(
+        torch.sin(2 * math.pi * xs) + 0.5 * torch.cos(2 * math.pi * ys) * torch.sin(4 * math.pi * xs)
+    )
     assert torch.allclose(rotated, expected, atol=1e-12)
 
 
@@ -61,8 +63,11 @@ def test_spectral_resample_commutes_with_the_square_symmetries():
     r = torch.randn(3, 64, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     out = spectral_resample(r, 16)
     for k in (1, 2, 3):
-        assert torch.allclose(spectral_resample(torch.rot90(r, k, dims=(-1, -2)), 16), torch.rot90(out, k, dims=(-1, -2)),
-                              atol=1e-13)
+        assert torch.allclose(
+            spectral_resample(torch.rot90(r, k, dims=(-1, -2)), 16),
+            torch.rot90(out, k, dims=(-1, -2)),
+            atol=1e-13,
+        )
     assert torch.allclose(spectral_resample(r.flip(-1), 16), out.flip(-1), atol=1e-13)
     assert torch.allclose(spectral_resample(r.transpose(-1, -2), 16), out.transpose(-1, -2), atol=1e-13)
     assert torch.allclose(spectral_resample(r, 16).mean(dim=(-1, -2)), r.mean(dim=(-1, -2)), atol=1e-13)

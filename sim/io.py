@@ -1,0 +1,67 @@
+"""Safe file output: nothing half-written, nothing overwritten without being asked."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = ["OutputError", "atomic_output", "check_output_path"]
+
+
+class OutputError(ValueError):
+    """An output path that cannot be written as asked (missing folder, existing file)."""
+
+
+def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Check that ``path`` can be written: its folder exists and it does not exist unless ``overwrite``.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        OutputError: one line naming the path and what is wrong.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{path}: is a folder; expected a file path")
+    if not path.parent.is_dir():
+        raise OutputError(f"{path}: output folder {path.parent} does not exist (create it first)")
+    if path.exists() and not overwrite:
+        raise OutputError(f"{path}: already exists (pass --overwrite to replace it)")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Write a file through a temporary name in the same folder, renamed into place only on success.
+
+    Usage::
+
+        with atomic_output("out/data.nc", overwrite=False) as tmp:
+            write_everything(tmp)
+        # out/data.nc now exists, complete; on any exception (or Ctrl-C) nothing is left behind.
+
+    Args:
+        path: the final file.
+        overwrite: replace an existing file; otherwise an existing file is an error.
+
+    Yields:
+        The temporary path to write to (``.NAME.partial-PID`` beside the final file).
+
+    Raises:
+        OutputError: the folder is missing, or the file exists and ``overwrite`` is False.
+    """
+    path = check_output_path(path, overwrite=overwrite)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise OutputError(f"{path}: nothing was written")
+        if path.exists() and not overwrite:  # appeared while we were writing
+            raise OutputError(f"{path}: already exists (pass --overwrite to replace it)")
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

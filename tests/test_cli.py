@@ -1,0 +1,159 @@
+"""The `sim` command line: help texts, one-line errors with exit code 2, outputs beside the data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import xarray as xr
+import yaml
+
+from sim.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "solver.resolution=16",
+    "solver.dt=0.01",
+    "resolution=8",
+    "samples=2",
+    "batch_size=2",
+    "t_final=0.2",
+    "record_every=0.1",
+    "device=cpu",
+]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "sim", *args], capture_output=True, text=True, cwd=ROOT, env=env
+    )
+
+
+def test_help_texts_explain_every_command():
+    top = _run("--help")
+    assert top.returncode == 0 and "generate" in top.stdout and "inspect" in top.stdout
+    gen = _run("generate", "ns2d", "--help")
+    assert gen.returncode == 0
+    for word in ("--config", "--out", "--overwrite", "KEY=VALUE", "netCDF"):
+        assert word in gen.stdout
+    assert _run("inspect", "--help").returncode == 0
+    assert _run("generate", "--help").returncode == 0
+
+
+def test_generate_writes_data_config_and_preview(tmp_path, capsys):
+    out = tmp_path / "d.nc"
+    code = main(
+        [
+            "generate",
+            "ns2d",
+            "--config",
+            str(ROOT / "configs/data/ns2d_demo.yaml"),
+            "--out",
+            str(out),
+            "--no-progress",
+            *TINY,
+            "seed=3",
+        ]
+    )
+    assert code == 0
+    assert out.is_file() and (tmp_path / "d.png").is_file()
+    resolved = yaml.safe_load((tmp_path / "d.yaml").read_text())
+    assert (
+        resolved["seed"] == 3
+        and resolved["solver"]["resolution"] == 16
+        and resolved["solver"]["viscosity"] == 1e-3
+    )
+    with xr.open_dataset(out) as ds:
+        assert ds["vorticity"].shape == (2, 3, 8, 8)
+    assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "wrote" in capsys.readouterr().out
+    # running again refuses to overwrite any of the three files
+    code = main(
+        [
+            "generate",
+            "ns2d",
+            "--config",
+            str(ROOT / "configs/data/ns2d_demo.yaml"),
+            "--out",
+            str(out),
+            "--no-progress",
+            *TINY,
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "already exists (pass --overwrite" in err and err.count("\n") == 1
+    assert main(["inspect", str(out)]) == 0
+    assert "vorticity" in capsys.readouterr().out
+
+
+def test_print_config(capsys):
+    code = main(
+        [
+            "generate",
+            "ns2d",
+            "--config",
+            str(ROOT / "configs/data/ns2d_fno.yaml"),
+            "--print-config",
+            "solver.dt=2.5e-4",
+        ]
+    )
+    assert code == 0
+    resolved = yaml.safe_load(capsys.readouterr().out)
+    assert resolved["solver"]["dt"] == 2.5e-4 and resolved["solver"]["resolution"] == 256
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["solver.viscocity=1"], "unknown key 'solver.viscocity'"),
+        (["solver.resolution=31"], "solver.resolution: expected a positive even int, got 31"),
+        (["solver.viscosity=-1e-3"], "solver.viscosity: expected a float >= 0, got -0.001"),
+        (["samples=many"], "samples: expected an int, got 'many'"),
+        (["forcing.kind=spiral"], "forcing.kind"),
+        (["nodots"], "expected KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_are_one_line_errors(extra, message, capsys):
+    code = main(
+        ["generate", "ns2d", "--config", str(ROOT / "configs/data/ns2d_demo.yaml"), "--print-config", *extra]
+    )
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("sim: error: ") and err.count("\n") == 1 and message in err
+
+
+def test_bad_config_file_names_the_file_and_key(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("solver:\n  resolution: 64\n  dt: fast\n")
+    code = main(["generate", "ns2d", "--config", str(bad), "--print-config"])
+    err = capsys.readouterr().err
+    assert code == 2 and str(bad) in err and "solver.dt" in err and err.count("\n") == 1
+    code = main(["generate", "ns2d", "--config", str(tmp_path / "missing.yaml")])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing.yaml" in err and "no such file" in err
+
+
+def test_errors_from_the_console_script_have_no_traceback(tmp_path):
+    result = _run(
+        "generate",
+        "ns2d",
+        "--config",
+        "configs/data/ns2d_demo.yaml",
+        "--out",
+        str(tmp_path / "nowhere" / "x.nc"),
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1
+    assert "output folder" in result.stderr and "does not exist" in result.stderr
+    missing = _run("inspect", str(tmp_path / "none.nc"))
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_every_shipped_data_config_loads(capsys):
+    for path in sorted((ROOT / "configs" / "data").glob("*.yaml")):
+        assert main(["generate", "ns2d", "--config", str(path), "--print-config"]) == 0, path
+    capsys.readouterr()
