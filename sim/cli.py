@@ -138,13 +138,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sim`` command line; returns the exit code."""
+    args = _build_parser().parse_args(argv)  # --help answers before torch is imported
+
     from sim.config import ConfigError
     from sim.data.ns2d import DataFileError
     from sim.io import OutputError
     from sim.solvers.ns2d import SolverDivergedError
 
-    parser = _build_parser()
-    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except (ConfigError, OutputError, DataFileError, SolverDivergedError) as err:

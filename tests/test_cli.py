@@ -44,48 +44,28 @@ def test_help_texts_explain_every_command():
     assert _run("generate", "--help").returncode == 0
 
 
+def _generate(out, *extra: str) -> int:
+    demo = str(ROOT / "configs/data/ns2d_demo.yaml")
+    return main(["generate", "ns2d", "--config", demo, "--out", str(out), "--no-progress", *TINY, *extra])
+
+
 def test_generate_writes_data_config_and_preview(tmp_path, capsys):
     out = tmp_path / "d.nc"
-    code = main(
-        [
-            "generate",
-            "ns2d",
-            "--config",
-            str(ROOT / "configs/data/ns2d_demo.yaml"),
-            "--out",
-            str(out),
-            "--no-progress",
-            *TINY,
-            "seed=3",
-        ]
-    )
-    assert code == 0
+    assert _generate(out, "seed=3") == 0
     assert out.is_file() and (tmp_path / "d.png").is_file()
     resolved = yaml.safe_load((tmp_path / "d.yaml").read_text())
-    assert (
-        resolved["seed"] == 3
-        and resolved["solver"]["resolution"] == 16
-        and resolved["solver"]["viscosity"] == 1e-3
-    )
+    assert resolved["seed"] == 3 and resolved["solver"]["resolution"] == 16
+    assert resolved["solver"]["viscosity"] == 1e-3
     with xr.open_dataset(out) as ds:
         assert ds["vorticity"].shape == (2, 3, 8, 8)
     assert (tmp_path / "d.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in capsys.readouterr().out
     # running again refuses to overwrite any of the three files
-    code = main(
-        [
-            "generate",
-            "ns2d",
-            "--config",
-            str(ROOT / "configs/data/ns2d_demo.yaml"),
-            "--out",
-            str(out),
-            "--no-progress",
-            *TINY,
-        ]
-    )
+    code = _generate(out)
     err = capsys.readouterr().err
     assert code == 2 and "already exists (pass --overwrite" in err and err.count("\n") == 1
+    assert _generate(out, "seed=4", "--overwrite") == 0
+    assert yaml.safe_load((tmp_path / "d.yaml").read_text())["seed"] == 4
     assert main(["inspect", str(out)]) == 0
     assert "vorticity" in capsys.readouterr().out
 

@@ -14,7 +14,13 @@ from sim.data import NS2DDataConfig, NS2DWindows, generate_ns2d
 from sim.data.ns2d import DataFileError
 from sim.discretize import PeriodicGrid2D, spectral_resample
 from sim.io import OutputError
-from sim.solvers import NavierStokes2D, SolverDivergedError, gaussian_random_field, sample_seed, vorticity_forcing
+from sim.solvers import (
+    NavierStokes2D,
+    SolverDivergedError,
+    gaussian_random_field,
+    sample_seed,
+    vorticity_forcing,
+)
 
 TINY = {
     "solver": {"resolution": 32, "viscosity": 1e-3, "dt": 5e-3, "dtype": "float64"},
@@ -109,11 +115,21 @@ def test_missing_folder_is_an_error(tiny, tmp_path):
 
 
 def test_divergence_leaves_nothing_behind(tmp_path):
-    config = from_dict(NS2DDataConfig, {**TINY, "solver": {**TINY["solver"], "dt": 0.1, "viscosity": 0.0},
-                                        "initial": {"sigma": 5000.0}, "t_final": 20.0, "record_every": 10.0,
-                                        "samples": 3})
+    config = from_dict(
+        NS2DDataConfig,
+        {
+            **TINY,
+            "solver": {**TINY["solver"], "dt": 0.1, "viscosity": 0.0},
+            "initial": {"sigma": 5000.0},
+            "t_final": 20.0,
+            "record_every": 10.0,
+            "samples": 3,
+        },
+    )
     target = tmp_path / "boom.nc"
-    with pytest.raises(SolverDivergedError, match=r"samples 0-1: the solution became NaN/Inf at solver step \d+"):
+    with pytest.raises(
+        SolverDivergedError, match=r"samples 0-1: the solution became NaN/Inf at solver step \d+"
+    ):
         generate_ns2d(config, target, progress=False)
     assert list(tmp_path.iterdir()) == []
 

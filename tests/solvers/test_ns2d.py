@@ -109,14 +109,18 @@ def test_second_order_in_time():
     assert all(1.85 < p < 2.3 for p in orders), (errors, orders)
 
 
-@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-def test_rotation_by_90_degrees_is_exact(dtype, tol):
-    n = 32
-    solver = NavierStokes2D(resolution=n, viscosity=1e-3, dt=2e-3)
-    w0 = _grf(n, 3, dtype)
+def _forced_run(dtype):
+    """A forced 32^2 run: (solver, w0 [3, n, n], forcing [n, n], w(t = 0.2), max |w(0.2)|)."""
+    solver = NavierStokes2D(resolution=32, viscosity=1e-3, dt=2e-3)
+    w0 = _grf(32, 3, dtype)
     f = vorticity_forcing("fno", solver.grid, dtype=dtype)
     w1 = solver.advance(w0, 0.2, forcing=f)
-    scale = float(w1.abs().max())
+    return solver, w0, f, w1, float(w1.abs().max())
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_rotation_by_90_degrees_is_exact(dtype, tol):
+    solver, w0, f, w1, scale = _forced_run(dtype)
     for k in (1, 2, 3):
         rotated = solver.advance(_rot(w0, k), 0.2, forcing=_rot(f, k))
         assert float((rotated - _rot(w1, k)).abs().max()) < tol * scale
@@ -126,12 +130,7 @@ def test_rotation_by_90_degrees_is_exact(dtype, tol):
 def test_reflection_flips_the_sign_of_vorticity(dtype, tol):
     # Vorticity is a pseudoscalar: the transpose (x <-> y) of a solution with the sign flipped is a solution,
     # and so is the mirror image x -> -x with the sign flipped.
-    n = 32
-    solver = NavierStokes2D(resolution=n, viscosity=1e-3, dt=2e-3)
-    w0 = _grf(n, 3, dtype)
-    f = vorticity_forcing("fno", solver.grid, dtype=dtype)
-    w1 = solver.advance(w0, 0.2, forcing=f)
-    scale = float(w1.abs().max())
+    solver, w0, f, w1, scale = _forced_run(dtype)
     transposed = solver.advance(-w0.transpose(-1, -2), 0.2, forcing=-f.transpose(-1, -2))
     assert float((transposed + w1.transpose(-1, -2)).abs().max()) < tol * scale
     mirrored = solver.advance(-w0.flip(-1), 0.2, forcing=-f.flip(-1))
