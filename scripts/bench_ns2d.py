@@ -16,6 +16,7 @@ Writes its table into docs/benchmarks.md between the markers of this benchmark (
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -27,6 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sim.runtime import tune_cpu_allocator  # noqa: E402
 from sim.solvers import NavierStokes2D, gaussian_random_field, sample_seed, vorticity_forcing  # noqa: E402
 
 START, END = "<!-- bench_ns2d:start -->", "<!-- bench_ns2d:end -->"
@@ -46,7 +48,14 @@ def _time(fn, device: torch.device) -> float:
 
 
 def bench_one(
-    n: int, batch: int, *, steps: int, repeats: int, device: torch.device, dtype: torch.dtype
+    n: int,
+    batch: int,
+    *,
+    steps: int,
+    repeats: int,
+    device: torch.device,
+    dtype: torch.dtype,
+    min_seconds: float = 0.2,
 ) -> dict:
     """Median seconds per solver step and per step's worth of FFTs, measured alternately."""
     dt = 1e-4
@@ -66,8 +75,10 @@ def bench_one(
                 torch.fft.irfft2(spec4, s=(n, n))
                 torch.fft.rfft2(field)
 
-    run_solver()  # warm up (plans, allocator)
+    # Warm up (FFT plans, allocator), then time runs of at least min_seconds each.
+    per_step = _time(run_solver, device) / steps
     run_ffts()
+    steps = max(steps, min(5000, math.ceil(min_seconds / per_step)))
     t_step, t_fft = [], []
     for _ in range(repeats):
         t_step.append(_time(run_solver, device) / steps)
@@ -134,7 +145,8 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 32])
-    parser.add_argument("--steps", type=int, default=10, help="solver steps per timed run")
+    parser.add_argument("--steps", type=int, default=10, help="least solver steps per timed run")
+    parser.add_argument("--min-seconds", type=float, default=0.2, help="least duration of a timed run")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per case (the median is reported)")
     parser.add_argument(
         "--out",
@@ -142,13 +154,27 @@ def main(argv=None) -> int:
         default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md",
         help="markdown file to update; '-' to only print",
     )
+    parser.add_argument(
+        "--no-tune-allocator",
+        action="store_true",
+        help="leave glibc malloc as it is (the sim command tunes it: see sim.runtime.tune_cpu_allocator)",
+    )
     args = parser.parse_args(argv)
+    tuned = False if args.no_tune_allocator else tune_cpu_allocator()
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype)
     rows = []
     for n in args.sizes:
         for b in args.batches:
-            r = bench_one(n, b, steps=args.steps, repeats=args.repeats, device=device, dtype=dtype)
+            r = bench_one(
+                n,
+                b,
+                steps=args.steps,
+                repeats=args.repeats,
+                device=device,
+                dtype=dtype,
+                min_seconds=args.min_seconds,
+            )
             rows.append(r)
             print(
                 f"n={n:4d} batch={b:3d}: {r['steps_per_s']:9.1f} steps/s, {r['step_ms']:8.3f} ms/step, "
@@ -160,14 +186,15 @@ def main(argv=None) -> int:
         "python scripts/bench_ns2d.py"
         + (f" --device {args.device}" if args.device != "cpu" else "")
         + (f" --dtype {args.dtype}" if args.dtype != "float32" else "")
+        + (" --no-tune-allocator" if args.no_tune_allocator else "")
     )
     section = (
         f"## 2D Navier-Stokes solver ({device.type}, {args.dtype})\n\n"
-        f"`{command}` on {_machine(device)}. Median of {args.repeats} runs of {args.steps} steps. "
+        f"`{command}` on {_machine(device)}. Median of {args.repeats} runs, each of at least "
+        f"{args.steps} steps and {args.min_seconds:g} s. "
         "The FFT floor is the same FFT calls a CN-Heun step makes (2 x [irfft2 of 4 fields + rfft2 of 1]), "
-        "timed alternately with the solver in the same process. Goal: step / FFT floor <= 2.\n\n"
-        + table
-        + "\n"
+        "timed alternately with the solver in the same process. Goal: step / FFT floor <= 2. "
+        f"CPU allocator tuned as the `sim` command does it: {'yes' if tuned else 'no'}.\n\n" + table + "\n"
     )
     print("\n" + table)
     if str(args.out) != "-":

@@ -197,8 +197,14 @@ def generate_ns2d(
                 stop = min(start + config.batch_size, config.samples)
                 seeds = [sample_seed(config.seed, i) for i in range(start, stop)]
                 w = gaussian_random_field(
-                    sc.resolution, seeds, alpha=ic.alpha, tau=ic.tau, sigma=ic.sigma, length=sc.length,
-                    dtype=dtype, device=device,
+                    sc.resolution,
+                    seeds,
+                    alpha=ic.alpha,
+                    tau=ic.tau,
+                    sigma=ic.sigma,
+                    length=sc.length,
+                    dtype=dtype,
+                    device=device,
                 )  # [B, n, n]
                 frames = []
                 steps_done = 0
@@ -217,22 +223,29 @@ def generate_ns2d(
                     step = steps_done + err.step
                     raise SolverDivergedError(
                         f"samples {start}-{stop - 1}: the solution became NaN/Inf at solver step {step} "
-                        f"(t = {step * sc.dt:.6g}) with dt = {sc.dt:g}, resolution {sc.resolution}, viscosity "
-                        f"{sc.viscosity:g}: reduce solver.dt or raise solver.resolution ({err})",
+                        f"(t = {step * sc.dt:.6g}) with dt = {sc.dt:g}, resolution {sc.resolution}, "
+                        f"viscosity {sc.viscosity:g}: reduce solver.dt or raise solver.resolution",
                         step=step,
                         time=step * sc.dt,
                     ) from None
                 block = torch.stack(frames, dim=1).numpy()  # [B, T, m, m]
                 if start == 0:
-                    _write_first_batch(tmp, config, block, seeds, spectral_resample(forcing, config.resolution),
-                                       coarse)
+                    _write_first_batch(
+                        tmp, config, block, seeds, spectral_resample(forcing, config.resolution), coarse
+                    )
                 else:
                     _append_batch(tmp, start, block, seeds)
     return out
 
 
-def _write_first_batch(path: Path, config: NS2DDataConfig, block: np.ndarray, seeds: Sequence[int],
-                       forcing: torch.Tensor, grid: PeriodicGrid2D) -> None:
+def _write_first_batch(
+    path: Path,
+    config: NS2DDataConfig,
+    block: np.ndarray,
+    seeds: Sequence[int],
+    forcing: torch.Tensor,
+    grid: PeriodicGrid2D,
+) -> None:
     """Create the file with the first batch, the coordinates and the attributes."""
     B, T, m, _ = block.shape
     sc, fc, ic = config.solver, config.forcing, config.initial
@@ -240,16 +253,30 @@ def _write_first_batch(path: Path, config: NS2DDataConfig, block: np.ndarray, se
     times = config.warmup + config.record_every * np.arange(T)
     ds = xr.Dataset(
         data_vars={
-            "vorticity": (("sample", "time", "y", "x"), block, {
-                "long_name": "vorticity", "description": "w = dv/dx - du/dy (a pseudoscalar)",
-            }),
-            "forcing": (("y", "x"), forcing.float().cpu().numpy(), {
-                "long_name": "vorticity forcing", "description": f"{fc.kind}, amplitude {fc.amplitude:g}, "
-                f"wavenumber {fc.wavenumber}",
-            }),
-            "seed": (("sample",), np.asarray(seeds, dtype=np.int64), {
-                "long_name": "initial-condition seed", "description": "sim.solvers.sample_seed(seed, sample)",
-            }),
+            "vorticity": (
+                ("sample", "time", "y", "x"),
+                block,
+                {
+                    "long_name": "vorticity",
+                    "description": "w = dv/dx - du/dy (a pseudoscalar)",
+                },
+            ),
+            "forcing": (
+                ("y", "x"),
+                forcing.float().cpu().numpy(),
+                {
+                    "long_name": "vorticity forcing",
+                    "description": f"{fc.kind}, amplitude {fc.amplitude:g}, wavenumber {fc.wavenumber}",
+                },
+            ),
+            "seed": (
+                ("sample",),
+                np.asarray(seeds, dtype=np.int64),
+                {
+                    "long_name": "initial-condition seed",
+                    "description": "sim.solvers.sample_seed(seed, sample)",
+                },
+            ),
         },
         coords={
             "sample": ("sample", np.arange(B, dtype=np.int64)),
@@ -353,11 +380,15 @@ class NS2DWindows(torch.utils.data.Dataset):
             self.times = ds["time"].values
             forcing = ds["forcing"]
             if forcing.dims not in (("y", "x"), ("sample", "y", "x")):
-                raise DataFileError(f"{self.path}: forcing has dims {forcing.dims}, expected (y, x) or "
-                                    f"(sample, y, x)")
+                raise DataFileError(
+                    f"{self.path}: forcing has dims {forcing.dims}, expected (y, x) or (sample, y, x)"
+                )
             self._shared_forcing = forcing.dims == ("y", "x")
-            self._forcing = torch.from_numpy(np.asarray(forcing.values, dtype=np.float32)) \
-                if self._shared_forcing else None
+            self._forcing = (
+                torch.from_numpy(np.asarray(forcing.values, dtype=np.float32))
+                if self._shared_forcing
+                else None
+            )
         self.samples = list(range(n_samples)) if samples is None else [int(s) for s in samples]
         bad = [s for s in self.samples if not 0 <= s < n_samples]
         if bad:
@@ -400,14 +431,16 @@ class NS2DWindows(torch.utils.data.Dataset):
         s, t = self.index(i)
         ds = self._dataset()
         last = t + self.stride * (self.history + self.horizon - 1)
-        frames = np.asarray(ds["vorticity"][s, t:last + 1:self.stride].values, dtype=np.float32)  # [h+H, y, x]
+        frames = np.asarray(
+            ds["vorticity"][s, t : last + 1 : self.stride].values, dtype=np.float32
+        )  # [h+H, y, x]
         frames = torch.from_numpy(frames)
         if self._shared_forcing:
             forcing = self._forcing
         else:
             forcing = torch.from_numpy(np.asarray(ds["forcing"][s].values, dtype=np.float32))
         inputs = torch.cat([frames[: self.history], forcing[None]], dim=0)  # [history + 1, y, x]
-        return inputs, frames[self.history:]  # target [horizon, y, x]
+        return inputs, frames[self.history :]  # target [horizon, y, x]
 
     def close(self) -> None:
         """Close the file handle of this process."""
@@ -422,8 +455,14 @@ class NS2DWindows(torch.utils.data.Dataset):
         return state
 
 
-def preview_ns2d(path: str | os.PathLike, png: str | os.PathLike, *, sample: int = 0, frames: int = 5,
-                 overwrite: bool = False) -> Path:
+def preview_ns2d(
+    path: str | os.PathLike,
+    png: str | os.PathLike,
+    *,
+    sample: int = 0,
+    frames: int = 5,
+    overwrite: bool = False,
+) -> Path:
     """A PNG of one sample's vorticity at evenly spaced times, and the forcing.
 
     Args:
@@ -442,11 +481,19 @@ def preview_ns2d(path: str | os.PathLike, png: str | os.PathLike, *, sample: int
         times = ds["time"].values
         picks = np.unique(np.linspace(0, len(times) - 1, min(frames, len(times))).round().astype(int))
         snaps = [np.asarray(ds["vorticity"][sample, int(t)].values) for t in picks]
-        forcing = np.asarray(ds["forcing"].values if ds["forcing"].ndim == 2 else ds["forcing"][sample].values)
+        forcing = np.asarray(
+            ds["forcing"].values if ds["forcing"].ndim == 2 else ds["forcing"][sample].values
+        )
         length = float(ds.attrs.get("length", 1.0))
-        title = (f"{Path(path).name}: sample {sample}, viscosity {ds.attrs.get('viscosity', float('nan')):g}, "
-                 f"{ds.sizes['y']}x{ds.sizes['x']} (solved at {ds.attrs.get('solver_resolution', '?')})")
+        title = (
+            f"{Path(path).name}: sample {sample}, viscosity {ds.attrs.get('viscosity', float('nan')):g}, "
+            f"{ds.sizes['y']}x{ds.sizes['x']} (solved at {ds.attrs.get('solver_resolution', '?')})"
+        )
     return save_field_row(
-        [*snaps, forcing], [*(f"w, t = {times[t]:g}" for t in picks), "forcing"], png,
-        suptitle=title, overwrite=overwrite, extent=(0.0, length, 0.0, length),
+        [*snaps, forcing],
+        [*(f"w, t = {times[t]:g}" for t in picks), "forcing"],
+        png,
+        suptitle=title,
+        overwrite=overwrite,
+        extent=(0.0, length, 0.0, length),
     )

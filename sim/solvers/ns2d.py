@@ -21,6 +21,7 @@ evaluations (10 FFTs) per step.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -42,6 +43,36 @@ class SolverDivergedError(FloatingPointError):
         super().__init__(message)
         self.step = step
         self.time = time
+
+
+@dataclass
+class _Workspace:
+    """Buffers reused by every step of one ``advance`` call."""
+
+    spec4: torch.Tensor  # [4, B, n, n//2+1] complex: spectra of u, v, w_x, w_y
+    fields: torch.Tensor  # [4, B, n, n] real: u, v, w_x, w_y on the grid
+    product: torch.Tensor  # [B, n, n] real: u w_x + v w_y
+    base: torch.Tensor  # [B, n, n//2+1] complex, and so on below
+    predictor: torch.Tensor
+    a0: torch.Tensor
+    a1: torch.Tensor
+    good: torch.Tensor  # the last state known to be finite
+
+    @classmethod
+    def like(cls, w_hat: torch.Tensor, n: int) -> _Workspace:
+        B = w_hat.shape[0]
+        real = torch.float32 if w_hat.dtype == torch.complex64 else torch.float64
+        spec = [torch.empty_like(w_hat) for _ in range(5)]
+        return cls(
+            spec4=w_hat.new_empty((4, *w_hat.shape)),
+            fields=torch.empty(4, B, n, n, dtype=real, device=w_hat.device),
+            product=torch.empty(B, n, n, dtype=real, device=w_hat.device),
+            base=spec[0],
+            predictor=spec[1],
+            a0=spec[2],
+            a1=spec[3],
+            good=spec[4],
+        )
 
 
 class NavierStokes2D(nn.Module):
@@ -156,12 +187,27 @@ class NavierStokes2D(nn.Module):
     # ---------------------------------------------------------------------------------------------------
     # physics
 
-    def _advection_hat(self, w_hat: torch.Tensor, ops: torch.Tensor) -> torch.Tensor:
-        """Spectrum of ``u . grad w`` on the grid (not yet dealiased). ``w_hat``: ``[B, n, n//2+1]``."""
+    def _advection_hat(
+        self, w_hat: torch.Tensor, ops: torch.Tensor, work: _Workspace | None = None, out=None
+    ) -> torch.Tensor:
+        """Spectrum of ``u . grad w`` on the grid (not yet dealiased).
+
+        Args:
+            w_hat: ``[B, n, n//2+1]``.
+            ops: ``[4, 1, n, n//2+1]``, the spectral operators giving u, v, w_x, w_y.
+            work: preallocated buffers (the time loop reuses them: on a CPU, allocating tensors of tens
+                of MB every step costs as much as the FFTs); None allocates.
+            out: ``[B, n, n//2+1]`` buffer for the result (with ``work``).
+        """
         n = self.resolution
-        fields = torch.fft.irfft2(ops[:, None] * w_hat[None], s=(n, n))  # [4, B, n, n]: u, v, w_x, w_y
-        product = torch.addcmul(fields[0] * fields[2], fields[1], fields[3])  # u w_x + v w_y, [B, n, n]
-        return torch.fft.rfft2(product)
+        if work is None:
+            u, v, w_x, w_y = torch.fft.irfft2(ops * w_hat, s=(n, n)).unbind(0)  # 4 x [B, n, n]
+            return torch.fft.rfft2(torch.addcmul(u * w_x, v, w_y))
+        torch.mul(ops, w_hat, out=work.spec4)
+        torch.fft.irfft2(work.spec4, s=(n, n), out=work.fields)
+        u, v, w_x, w_y = work.fields.unbind(0)
+        torch.mul(u, w_x, out=work.product).addcmul_(v, w_y)
+        return torch.fft.rfft2(work.product, out=out)
 
     def velocity(self, w: torch.Tensor) -> torch.Tensor:
         """Velocity of a vorticity field.
@@ -194,7 +240,7 @@ class NavierStokes2D(nn.Module):
         n = self.resolution
         k2, keep, ops = self._tables(w)
         w_hat = torch.fft.rfft2(w)
-        rhs = -keep * self._advection_hat(w_hat, ops) - (self.viscosity * k2 + self.drag) * w_hat
+        rhs = -keep * self._advection_hat(w_hat, ops[:, None]) - (self.viscosity * k2 + self.drag) * w_hat
         f_hat = self._forcing_hat(forcing, w)
         if f_hat is not None:
             rhs = rhs + f_hat
@@ -229,28 +275,51 @@ class NavierStokes2D(nn.Module):
         h = t / n_steps
         k2, keep, ops = self._tables(w)
         half = 0.5 * h * (self.viscosity * k2 + self.drag)  # [n, n//2+1]
-        explicit = (1 - half) / (1 + half)  # Crank-Nicolson factor
-        implicit = h / (1 + half)
-        c_adv = (-implicit * keep).to(ops.dtype)  # dealiased advection into the update
-        c_adv_half = 0.5 * c_adv
-        c_force = None if f_hat is None else implicit * f_hat
+        cn = ((1 - half) / (1 + half)).to(ops.dtype)  # Crank-Nicolson factor E
+        c = h / (1 + half)
+        c_adv = (-c * keep).to(ops.dtype)  # dealiased advection into the update: -c P
+        f_term = torch.zeros((), dtype=ops.dtype, device=w.device) if f_hat is None else c * f_hat
+        tables = (ops[:, None], cn, c_adv, 0.5 * c_adv, f_term)
 
-        w_hat = torch.fft.rfft2(w)  # [B, n, n//2+1]
-        for step in range(1, n_steps + 1):
-            # E: Crank-Nicolson factor, A: advection spectrum, P: 2/3 mask, c = h / (1 + h L / 2)
-            # predictor  w* = E w + c (f - P A(w));  corrector  w' = E w + c (f - P (A(w) + A(w*)) / 2)
-            base = explicit * w_hat
-            if c_force is not None:
-                base = base + c_force
-            a0 = self._advection_hat(w_hat, ops)
-            a1 = self._advection_hat(torch.addcmul(base, c_adv, a0), ops)
-            w_hat = torch.addcmul(base, c_adv_half, a0.add_(a1))
-            # Any NaN/Inf on the grid spreads to every mode through the FFT; one mode per sample suffices.
-            if not bool(torch.isfinite(w_hat[:, 0, 1]).all()):
-                raise SolverDivergedError(
-                    self._diverged_message(w, step, n_steps, h), step=step, time=step * h
-                )
+        w_hat = torch.fft.rfft2(w)  # [B, n, n//2+1], updated in place from here on
+        work = _Workspace.like(w_hat, n)
+        done = 0  # steps known to be finite
+        while done < n_steps:
+            # Check every few steps (a check synchronises a GPU); on NaN/Inf replay from the last good
+            # state one step at a time, so the error names the exact step.
+            chunk = min(self._CHECK_EVERY, n_steps - done)
+            work.good.copy_(w_hat)
+            for _ in range(chunk):
+                self._step(w_hat, tables, work)
+            if not self._finite(w_hat):
+                w_hat.copy_(work.good)
+                for step in range(done + 1, done + chunk + 1):
+                    self._step(w_hat, tables, work)
+                    if not self._finite(w_hat):
+                        message = self._diverged_message(w, step, n_steps, h)
+                        raise SolverDivergedError(message, step=step, time=step * h)
+            done += chunk
         return torch.fft.irfft2(w_hat, s=(n, n))
+
+    _CHECK_EVERY = 16
+
+    def _step(self, w_hat: torch.Tensor, tables: tuple, work: _Workspace) -> None:
+        """One CN-Heun step in spectral space, in place on ``w_hat``.
+
+        With E the Crank-Nicolson factor, A the advection spectrum, P the 2/3 mask, c = h / (1 + h L / 2):
+        predictor ``w* = E w + c (f - P A(w))``, corrector ``w' = E w + c (f - P (A(w) + A(w*)) / 2)``.
+        """
+        ops, cn, c_adv, c_adv_half, f_term = tables
+        torch.addcmul(f_term, cn, w_hat, out=work.base)  # E w + c f
+        a0 = self._advection_hat(w_hat, ops, work, out=work.a0)
+        predictor = torch.addcmul(work.base, c_adv, a0, out=work.predictor)
+        a1 = self._advection_hat(predictor, ops, work, out=work.a1)
+        torch.addcmul(work.base, c_adv_half, a0.add_(a1), out=w_hat)
+
+    @staticmethod
+    def _finite(w_hat: torch.Tensor) -> bool:
+        # Any NaN/Inf on the grid spreads to every mode through the FFT; one mode per sample suffices.
+        return bool(torch.isfinite(w_hat[:, 0, 1]).all())
 
     def _diverged_message(self, w0: torch.Tensor, step: int, n_steps: int, h: float) -> str:
         umax = float(self.velocity(w0).abs().amax())

@@ -224,7 +224,7 @@ def test_bad_inputs():
         solver.advance(torch.zeros(2, 16, 16), -1)
 
 
-def test_blow_up_is_detected_with_its_step():
+def test_blow_up_is_detected_with_its_step(monkeypatch):
     n = 32
     solver = NavierStokes2D(resolution=n, viscosity=1e-4, dt=0.5)
     w0 = 50 * _grf(n, 2)
@@ -233,6 +233,11 @@ def test_blow_up_is_detected_with_its_step():
     assert 1 <= info.value.step <= 40
     assert info.value.time == pytest.approx(info.value.step * 0.5)
     assert "\n" not in str(info.value)
+    # The step is exact although finiteness is checked only every few steps: checking every step agrees.
+    monkeypatch.setattr(NavierStokes2D, "_CHECK_EVERY", 1)
+    with pytest.raises(SolverDivergedError) as every_step:
+        solver.advance(w0, 20.0)
+    assert every_step.value.step == info.value.step and info.value.step % 16 != 0
 
 
 def test_module_moves_and_has_no_state():
