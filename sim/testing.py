@@ -1,0 +1,185 @@
+"""The shared equivariance test kit: does ``f(g . x) == g . f(x)`` for every group element?
+
+Every layer and model of the toolkit is tested through :func:`assert_equivariant`::
+
+    from sim.testing import assert_equivariant
+    report = assert_equivariant(model)                       # uses model.in_type / model.out_type
+    report = assert_equivariant(layer, in_type, out_type)    # or explicit field types
+
+For groups that act exactly on the grid (C_N, D_N with N in {1, 2, 4}) it checks every element in
+float64 and float32 against tight tolerances. For the others (C8, D16, ...) the action itself rotates by
+interpolation, so only an approximate equality can hold: errors are measured on the inscribed disk, and a
+tolerance must be given explicitly.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sim.groups.action import act, disk_mask
+from sim.groups.fields import FieldType
+
+__all__ = ["EquivarianceReport", "assert_equivariant", "equivariance_errors", "random_field"]
+
+# Worst relative error allowed for groups that act exactly on the grid.
+EXACT_TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+@dataclass(frozen=True)
+class EquivarianceReport:
+    """Relative errors ``||f(g x) - g f(x)|| / ||f(x)||`` per group element, for one dtype."""
+
+    dtype: torch.dtype
+    errors: dict[int, float]
+
+    @property
+    def worst(self) -> float:
+        return max(self.errors.values())
+
+    @property
+    def worst_element(self) -> int:
+        return max(self.errors, key=self.errors.get)
+
+
+def random_field(
+    field_type: FieldType,
+    size: int | tuple[int, int],
+    *,
+    batch: int = 2,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    smooth: float | None = None,
+) -> torch.Tensor:
+    """A random tensor in the layout of ``field_type``, optionally low-passed (Gaussian, ``smooth`` px)."""
+    H, W = (size, size) if isinstance(size, int) else size
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, *field_type.channel_shape(), H, W, generator=gen, dtype=torch.float64)
+    if smooth:
+        ky = torch.fft.fftfreq(H, dtype=torch.float64)[:, None]
+        kx = torch.fft.rfftfreq(W, dtype=torch.float64)[None, :]
+        damp = torch.exp(-2 * (torch.pi * smooth) ** 2 * (kx**2 + ky**2))
+        x = torch.fft.irfft2(torch.fft.rfft2(x) * damp, s=(H, W))
+        x = x / x.std()
+    return x.to(dtype)
+
+
+def _types(fn, in_type: FieldType | None, out_type: FieldType | None) -> tuple[FieldType, FieldType]:
+    in_type = in_type if in_type is not None else getattr(fn, "in_type", None)
+    out_type = out_type if out_type is not None else getattr(fn, "out_type", None)
+    if not isinstance(in_type, FieldType) or not isinstance(out_type, FieldType):
+        raise TypeError(
+            "give in_type and out_type, or a module with FieldType attributes in_type and out_type"
+        )
+    if in_type.group != out_type.group:
+        raise ValueError(f"in_type is of {in_type.group}, out_type of {out_type.group}")
+    return in_type, out_type
+
+
+def equivariance_errors(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    in_type: FieldType | None = None,
+    out_type: FieldType | None = None,
+    *,
+    size: int | tuple[int, int] = 16,
+    batch: int = 2,
+    dtype: torch.dtype = torch.float64,
+    elements: Iterable[int] | None = None,
+    inputs: torch.Tensor | None = None,
+    seed: int = 0,
+    smooth: float | None = None,
+    margin: float = 0.0,
+    train: bool = False,
+) -> EquivarianceReport:
+    """Relative equivariance error of ``fn`` for each group element, in one dtype.
+
+    Args:
+        fn: a callable or ``nn.Module``; a module is deep-copied, cast to ``dtype`` and put in eval mode
+            (or train mode with ``train=True``), so the original is untouched.
+        in_type, out_type: field types of the input and output (default: ``fn.in_type``, ``fn.out_type``).
+        size: grid side(s) of the random input.
+        batch: batch size of the random input.
+        dtype: float64 or float32.
+        elements: which elements (default: all).
+        inputs: use this input instead of a random one.
+        seed: for the random input.
+        smooth: low-pass the random input (pixels); useful for approximate groups.
+        margin: for groups that act only approximately, compare inside the disk of radius
+            ``size/2 - margin`` (the corners leave the grid when rotated).
+        train: evaluate a module in train mode.
+
+    Returns:
+        An :class:`EquivarianceReport`.
+    """
+    in_type, out_type = _types(fn, in_type, out_type)
+    group = in_type.group
+    if isinstance(fn, nn.Module):
+        fn = copy.deepcopy(fn).to(dtype)
+        fn.train(train)
+    x = (
+        random_field(in_type, size, batch=batch, dtype=dtype, seed=seed, smooth=smooth)
+        if inputs is None
+        else inputs
+    )
+    x = x.to(dtype)
+    with torch.no_grad():
+        y = fn(x)
+        out_type.check_tensor(y, "output")
+        mask = None
+        if not group.exact_on_grid:
+            H, W = y.shape[-2:]
+            if H != W:
+                raise ValueError(f"approximate groups need square grids, got {H}x{W}")
+            mask = disk_mask(H, margin=margin, dtype=dtype, device=y.device)
+        errors = {}
+        for g in elements if elements is not None else group.elements():
+            expected = act(y, out_type, g)
+            got = fn(act(x, in_type, g))
+            diff = got - expected
+            if mask is not None:
+                diff, expected = diff * mask, expected * mask
+            errors[int(g)] = float(
+                torch.linalg.vector_norm(diff) / torch.linalg.vector_norm(expected).clamp_min(1e-300)
+            )
+    return EquivarianceReport(dtype, errors)
+
+
+def assert_equivariant(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    in_type: FieldType | None = None,
+    out_type: FieldType | None = None,
+    *,
+    dtypes: Iterable[torch.dtype] = (torch.float64, torch.float32),
+    tol: float | dict | None = None,
+    **kwargs,
+) -> dict[torch.dtype, EquivarianceReport]:
+    """Assert ``fn(g . x) == g . fn(x)`` for every element ``g``, in each dtype; return the reports.
+
+    Tolerances on the worst relative error: 1e-10 (float64) and 1e-5 (float32) for groups exact on the
+    grid; for other groups ``tol`` must be given (a float, or a dict by dtype).
+
+    Raises:
+        AssertionError: naming the dtype, the worst element (as ``r^k s^m``) and its error.
+    """
+    in_type, out_type = _types(fn, in_type, out_type)
+    group = in_type.group
+    if tol is None and not group.exact_on_grid:
+        raise ValueError(f"{group.name} acts only approximately on a pixel grid: give tol explicitly")
+    reports = {}
+    for dtype in dtypes:
+        report = equivariance_errors(fn, in_type, out_type, dtype=dtype, **kwargs)
+        limit = tol.get(dtype) if isinstance(tol, dict) else tol
+        limit = EXACT_TOLERANCE[dtype] if limit is None else limit
+        g = report.worst_element
+        k, m = group.decompose(g)
+        assert report.worst <= limit, (
+            f"not equivariant under {group.name} in {dtype}: worst relative error {report.worst:.3g} "
+            f"> {limit:g} at element {g} = r^{k} s^{m} (rotation {360 * k / group.n:g} deg"
+            f"{', reflected' if m else ''}); {in_type} -> {out_type}"
+        )
+        reports[dtype] = report
+    return reports
