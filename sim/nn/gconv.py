@@ -265,7 +265,9 @@ def spatial_pool(x: torch.Tensor, factor: int = 2, mode: Literal["avg", "max"] =
     """Downsample ``[B, ..., H, W]`` by ``factor`` with non-overlapping blocks.
 
     Blocks of an even grid map onto blocks under rot90 and flips, so this commutes exactly with C4/D4
-    (a strided convolution would not: its samples move between even and odd positions).
+    (a strided convolution would not: its samples move between even and odd positions). ``"avg"`` is
+    linear and suits every field type; ``"max"`` only suits regular features and scalars (it does not
+    commute with the sign flips of pseudoscalars and vectors).
     """
     _check_divisible(x, factor, "spatial_pool")
     lead = x.shape[:-2]
