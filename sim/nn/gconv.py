@@ -33,7 +33,7 @@ from sim.groups.action import kernel_transforms
 from sim.groups.fields import FieldType
 from sim.groups.planar import PlanarGroup
 
-__all__ = ["GroupConv2d", "check_exact_group", "group_pool", "spatial_pool", "upsample"]
+__all__ = ["GroupConv2d", "RegularNorm", "check_exact_group", "group_pool", "spatial_pool", "upsample"]
 
 Padding = Literal["circular", "zeros"]
 
@@ -239,6 +239,45 @@ class GroupConv2d(nn.Module):
         else:
             y = F.conv2d(x, bank, bias, padding=p)
         return y.reshape(B, *self.out_type.channel_shape(), H, W)
+
+
+class RegularNorm(nn.Module):
+    """Equivariant normalisation of regular features ``[B, C, |G|, H, W]``.
+
+    Statistics and the affine parameters are shared by the ``|G|`` channels of each field, so the layer
+    commutes with the group's permutation of that axis and with any motion of the grid:
+
+    * ``"group"``: ``nn.GroupNorm(groups, C)`` over (fields in a group, |G|, H, W) per sample;
+    * ``"batch"``: ``nn.BatchNorm3d(C)`` over (B, |G|, H, W) per field;
+    * ``"instance"``: GroupNorm with one field per group.
+
+    Args:
+        field_type: an all-regular field type (C fields).
+        kind: ``"group"``, ``"batch"`` or ``"instance"``.
+        groups: number of groups for ``"group"`` (must divide C).
+    """
+
+    def __init__(
+        self, field_type: FieldType, kind: Literal["group", "batch", "instance"] = "group", groups: int = 1
+    ):
+        super().__init__()
+        if not field_type.is_regular:
+            raise ValueError(f"RegularNorm: expected an all-regular field type, got {field_type}")
+        C = field_type.num_fields
+        self.field_type, self.kind = field_type, kind
+        if kind == "batch":
+            self.norm = nn.BatchNorm3d(C)
+        elif kind in ("group", "instance"):
+            groups = C if kind == "instance" else groups
+            if groups < 1 or C % groups:
+                raise ValueError(f"RegularNorm: groups must divide the {C} fields, got {groups}")
+            self.norm = nn.GroupNorm(groups, C)
+        else:
+            raise ValueError(f"RegularNorm: kind must be 'group', 'batch' or 'instance', got {kind!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.field_type.check_tensor(x, "RegularNorm input")
+        return self.norm(x)
 
 
 def group_pool(x: torch.Tensor, mode: Literal["max", "mean"] = "mean") -> torch.Tensor:

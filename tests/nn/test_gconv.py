@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sim.groups import FieldType, act, cyclic, dihedral, disk_mask, transform_grid
-from sim.nn import GroupConv2d, group_pool, spatial_pool, upsample
+from sim.nn import GroupConv2d, RegularNorm, group_pool, spatial_pool, upsample
 from sim.testing import assert_equivariant, equivariance_errors, random_field
 
 EXACT = [cyclic(4), dihedral(4), cyclic(2), dihedral(2), dihedral(1)]
@@ -55,6 +55,22 @@ def test_a_stack_with_pointwise_nonlinearities_and_norms_is_equivariant():
     assert_equivariant(net, physical, out, size=12)
     report = equivariance_errors(net, physical, out, size=12, train=True)  # batch statistics too
     assert report.worst < 1e-10
+
+
+@pytest.mark.parametrize("kind", ["group", "batch", "instance"])
+def test_regular_norm_is_equivariant_in_train_and_eval_mode(kind):
+    d4 = dihedral(4)
+    reg = FieldType.regular_fields(d4, 4)
+    norm = RegularNorm(reg, kind, groups=2)
+    nn.init.normal_(norm.norm.weight)
+    nn.init.normal_(norm.norm.bias)
+    norm.train()(random_field(reg, 6, dtype=torch.float32))  # running statistics for eval
+    assert_equivariant(norm, reg, reg, size=6)
+    assert equivariance_errors(norm, reg, reg, size=6, train=True).worst < 1e-12
+    with pytest.raises(ValueError, match="groups must divide the 4 fields, got 3"):
+        RegularNorm(reg, "group", groups=3)
+    with pytest.raises(ValueError, match="expected an all-regular field type"):
+        RegularNorm(FieldType.parse(d4, "vector"))
 
 
 def _slow_bank(layer: GroupConv2d) -> torch.Tensor:
