@@ -114,13 +114,14 @@ class GroupConv2d(nn.Module):
             self.bias = nn.Parameter(torch.zeros(out_type.num_fields)) if bias else None
             self.register_buffer("_bias_projector", None, persistent=False)
         else:
-            projector = torch.tensor(out_type.invariant_projector(), dtype=torch.float32)
+            projector = torch.tensor(out_type.invariant_projector(), dtype=torch.float64)
             has_invariant = bool(projector.abs().max() > 1e-9)
             self.bias = nn.Parameter(torch.zeros(out_type.dim)) if (bias and has_invariant) else None
             self.register_buffer("_bias_projector", projector, persistent=False)
 
-        # Tables for the expansion (non-persistent buffers: they move with .to() and stay out of state_dict).
-        self.register_buffer("_moves", torch.tensor(moves, dtype=torch.float32), persistent=False)
+        # Tables for the expansion, in float64 so that interpolation weights stay exact for float64 models
+        # (non-persistent buffers: they move with .to() and stay out of state_dict).
+        self.register_buffer("_moves", torch.tensor(moves, dtype=torch.float64), persistent=False)
         if self.mode == "group" and exact:
             # expanded[o, g, j, h, p] = W[o, j, g^-1 h, src_g(p)]: one gather over the (h, p) axis
             src = moves.argmax(axis=2)  # [G, k2]: source pixel of each target pixel
@@ -139,13 +140,13 @@ class GroupConv2d(nn.Module):
             self.register_buffer("_group_perm", None, persistent=False)
         if self.mode in ("lift", "field"):
             self.register_buffer(
-                "_rho_in", torch.tensor(in_type.matrices(), dtype=torch.float32), persistent=False
+                "_rho_in", torch.tensor(in_type.matrices(), dtype=torch.float64), persistent=False
             )
         else:
             self.register_buffer("_rho_in", None, persistent=False)
         if self.mode in ("project", "field"):
             self.register_buffer(
-                "_rho_out", torch.tensor(out_type.matrices(), dtype=torch.float32), persistent=False
+                "_rho_out", torch.tensor(out_type.matrices(), dtype=torch.float64), persistent=False
             )
         else:
             self.register_buffer("_rho_out", None, persistent=False)

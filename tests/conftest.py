@@ -1,0 +1,14 @@
+"""Shared test set-up: every test starts from the same random state, so failures reproduce."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
