@@ -76,6 +76,7 @@ __all__ = [
     "nonnegative",
     "positive",
     "positive_even",
+    "read_yaml",
     "to_dict",
     "write_config",
 ]
@@ -373,6 +374,24 @@ def _read_yaml(path: Path, source: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", source=source)
     return data
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a YAML mapping with this module's loader (``1e-3`` is a float, duplicate keys are errors).
+
+    For files that hold several sections (``model:``, ``train:``, ``data:``), each read into its own
+    dataclass with :func:`from_dict`.
+
+    Args:
+        path: the YAML file.
+
+    Returns:
+        The top-level mapping (empty for an empty file).
+
+    Raises:
+        ConfigError: missing or unreadable file, bad YAML, or a top level that is not a mapping.
+    """
+    return _read_yaml(Path(path), str(path))
 
 
 # --------------------------------------------------------------------------------------------------

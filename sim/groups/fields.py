@@ -56,6 +56,8 @@ class FieldType:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "reps", tuple(self.reps))
+        if not self.reps:
+            raise ValueError(f"FieldType of {self.group}: expected at least one field, got none")
         for r in self.reps:
             self.group.representation(_PHYSICAL.get(r, r))  # raises on an unknown name
 
@@ -70,6 +72,8 @@ class FieldType:
             if not match:
                 raise ValueError(f"field type {spec!r}: cannot read {term.strip()!r}; expected 'Nx name'")
             count = int(match.group(1) or 1)
+            if count < 1:
+                raise ValueError(f"field type {spec!r}: multiplicities must be >= 1, got {term.strip()!r}")
             reps += [re.sub(r"\s+", "", match.group(2))] * count
         return cls(group, tuple(reps))
 

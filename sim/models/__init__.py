@@ -1,0 +1,23 @@
+"""Composed networks selected by name from configs: G-CNN ResNet/U-Net and their plain-CNN baselines.
+
+``build_model(config)`` makes any registered model from a YAML file, a mapping or a :class:`ModelConfig`;
+every model maps ``[B, in_channels, H, W] -> [B, out_channels, H, W]`` and exposes ``in_type`` and
+``out_type`` for the equivariance kit (``sim.testing.assert_equivariant``).
+"""
+
+from sim.models.cnn import CNNResNet, CNNUNet, count_parameters, match_width
+from sim.models.gcnn import GCNNResNet, GCNNUNet
+from sim.models.registry import MODELS, ModelConfig, build_model, load_model_config
+
+__all__ = [
+    "MODELS",
+    "CNNResNet",
+    "CNNUNet",
+    "GCNNResNet",
+    "GCNNUNet",
+    "ModelConfig",
+    "build_model",
+    "count_parameters",
+    "load_model_config",
+    "match_width",
+]
