@@ -99,7 +99,7 @@ class FieldType:
     @property
     def dim(self) -> int:
         """Total number of channels."""
-        return sum(self.group.representation(_PHYSICAL.get(r, r)).shape[-1] for r in self.reps)
+        return self.slices()[-1].stop
 
     @property
     def is_regular(self) -> bool:
@@ -117,6 +117,15 @@ class FieldType:
         if self.has_regular:
             raise ValueError(f"{self}: mixing regular and other fields has no tensor layout; split the type")
         return (self.dim,)
+
+    def slices(self) -> list[slice]:
+        """The channel range of each field, in order (for non-regular layouts ``[B, dim, H, W]``)."""
+        out, start = [], 0
+        for r in self.reps:
+            d = self.group.representation(_PHYSICAL.get(r, r)).shape[-1]
+            out.append(slice(start, start + d))
+            start += d
+        return out
 
     def matrices(self) -> np.ndarray:
         """``[|G|, dim, dim]``: the block-diagonal representation on all channels, per element."""

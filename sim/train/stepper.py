@@ -1,0 +1,144 @@
+"""The one-step predictor that training and rollouts share: normalisation, residual prediction and
+conservation wrapped around any model ``[B, in_channels, *space] -> [B, out_channels, *space]``.
+
+Trajectories are ``[B, T, C, *space]`` (state channels ``C``); forcings are ``[B, F, *space]``. A step
+feeds the model ``cat(normalised history flattened over (T, C), normalised forcing)`` and returns the
+next state in physical units:
+
+* ``residual=True``: ``next = last + delta_std * y + delta_mean`` (the model predicts the normalised
+  tendency, as in GraphCast); otherwise ``next = state_std * y + state_mean``.
+* ``conserve_mean=True``: the prediction's spatial mean is reset to the last state's, per channel, so the
+  domain mean is conserved exactly (vorticity on the torus has zero mean).
+
+Normalisation respects the field types, so an equivariant model stays equivariant: means live only on
+the invariant part of each field (none for pseudoscalars and vectors under D4), and a vector field has
+one scale for both components. The statistics are buffers: they travel in the checkpoint.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from sim.groups.fields import FieldType
+
+__all__ = ["FieldStats", "Stepper", "field_stats"]
+
+
+@dataclass(frozen=True)
+class FieldStats:
+    """Mean and scale per channel, ``[C]`` each (float64)."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def field_stats(sum_: torch.Tensor, sum_sq: torch.Tensor, count: int, field_type: FieldType) -> FieldStats:
+    """Statistics that respect the field type, from per-channel sums.
+
+    Args:
+        sum_: ``[C]`` sum of values per channel; sum_sq: ``[C]`` sum of squares; count: values per channel.
+        field_type: how the ``C`` channels transform (not regular).
+
+    Returns:
+        The mean projected onto the invariant subspace (zero for pseudoscalars and vectors under D4), and
+        one scale per field: the root mean square about that mean over the field's components (1 where
+        the field is constant).
+    """
+    sum_, sum_sq = sum_.double(), sum_sq.double()
+    projector = torch.tensor(field_type.invariant_projector())  # [C, C]
+    mean = projector @ (sum_ / count)
+    second = sum_sq / count - 2 * mean * sum_ / count + mean**2  # E[(x - mean)^2] per channel
+    std = torch.empty_like(mean)
+    for sl in field_type.slices():
+        rms = float(second[sl].clamp_min(0).mean().sqrt())
+        std[sl] = rms if rms > 1e-12 else 1.0
+    return FieldStats(mean, std)
+
+
+class Stepper(nn.Module):
+    """One autoregressive step: ``(history [B, T, C, *space], forcing [B, F, *space]) -> [B, C, *space]``.
+
+    Args:
+        model: maps ``[B, T*C + F, *space] -> [B, C, *space]``.
+        history: ``T``, frames the model sees.
+        state: statistics of the state (mean, std), ``[C]``.
+        delta: statistics of one-step differences, ``[C]`` (used when ``residual``).
+        forcing: statistics of the forcing channels, ``[F]`` (``F`` may be 0).
+        residual: predict the tendency (``next = last + ...``) instead of the state.
+        conserve_mean: keep the spatial mean of each state channel exactly.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        history: int,
+        state: FieldStats,
+        delta: FieldStats,
+        forcing: FieldStats,
+        residual: bool = True,
+        conserve_mean: bool = False,
+    ):
+        super().__init__()
+        C, F = state.mean.numel(), forcing.mean.numel()
+        expected_in = history * C + F
+        if (
+            getattr(model, "in_channels", expected_in) != expected_in
+            or getattr(model, "out_channels", C) != C
+        ):
+            raise ValueError(
+                f"Stepper: the model maps {getattr(model, 'in_channels', '?')} -> "
+                f"{getattr(model, 'out_channels', '?')} channels; expected {expected_in} -> {C} "
+                f"({history} frames x {C} state channels + {F} forcing channels -> {C})"
+            )
+        self.model = model
+        self.history, self.state_channels, self.forcing_channels = history, C, F
+        self.residual, self.conserve_mean = residual, conserve_mean
+        for name, stats in (("state", state), ("delta", delta), ("forcing", forcing)):
+            self.register_buffer(f"{name}_mean", stats.mean.float().clone())
+            self.register_buffer(f"{name}_std", stats.std.float().clone())
+
+    @staticmethod
+    def _shape(v: torch.Tensor, ndim_space: int) -> torch.Tensor:
+        return v.reshape(-1, *([1] * ndim_space))  # [C, 1, ..., 1]
+
+    def check(self, history: torch.Tensor, forcing: torch.Tensor | None) -> None:
+        """One-line errors for inputs of the wrong shape."""
+        T, C, F = self.history, self.state_channels, self.forcing_channels
+        if history.ndim < 4 or history.shape[1] != T or history.shape[2] != C:
+            raise ValueError(f"Stepper: history must be [B, {T}, {C}, *space], got {list(history.shape)}")
+        if F and (forcing is None or forcing.shape[1] != F or forcing.shape[2:] != history.shape[3:]):
+            got = None if forcing is None else list(forcing.shape)
+            raise ValueError(f"Stepper: forcing must be [B, {F}, *space] matching the history, got {got}")
+
+    def forward(self, history: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
+        self.check(history, forcing)
+        B, T, C = history.shape[:3]
+        space = history.shape[3:]
+        n = len(space)
+        h = (history - self._shape(self.state_mean, n)) / self._shape(self.state_std, n)  # [B, T, C, *space]
+        parts = [h.reshape(B, T * C, *space)]
+        if self.forcing_channels:
+            parts.append((forcing - self._shape(self.forcing_mean, n)) / self._shape(self.forcing_std, n))
+        y = self.model(torch.cat(parts, dim=1))  # [B, C, *space]
+        last = history[:, -1]
+        if self.residual:
+            nxt = last + y * self._shape(self.delta_std, n) + self._shape(self.delta_mean, n)
+        else:
+            nxt = y * self._shape(self.state_std, n) + self._shape(self.state_mean, n)
+        if self.conserve_mean:
+            dims = tuple(range(2, 2 + n))
+            nxt = nxt - nxt.mean(dim=dims, keepdim=True) + last.mean(dim=dims, keepdim=True)
+        return nxt
+
+    @torch.no_grad()
+    def rollout(self, history: torch.Tensor, forcing: torch.Tensor | None, steps: int):
+        """Yield ``steps`` predicted states ``[B, C, *space]`` one by one (nothing is kept)."""
+        window = history
+        for _ in range(steps):
+            nxt = self(window, forcing)
+            yield nxt
+            window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
