@@ -68,6 +68,33 @@ def _build_parser() -> argparse.ArgumentParser:
     ns.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     ns.set_defaults(func=_cmd_generate_ns2d)
 
+    tr = sub.add_parser(
+        "train",
+        help="train a one-step surrogate on trajectory data (autoregressive losses, exact resume)",
+        description=(
+            "Train the model of an experiment config (sections model:, data:, train:) as a one-step "
+            "surrogate: teacher forcing or an unrolled loss with a growing unroll, pushforward, training "
+            "noise, residual prediction. Writes OUT/config.yaml, OUT/log.csv, OUT/checkpoints/last.pt and "
+            "OUT/loss.png. Data parallel under torchrun (see README)."
+        ),
+        epilog=_EPILOG_OVERRIDES + " Example: sim train --config configs/ns2d/gcnn_p4m.yaml --out runs/p4m "
+        "train.steps=2000",
+        formatter_class=_Formatter,
+    )
+    tr.add_argument(
+        "--config",
+        metavar="YAML",
+        help="experiment config, e.g. configs/ns2d/gcnn_p4m.yaml (not with --resume)",
+    )
+    tr.add_argument("--out", required=True, metavar="DIR", help="run folder (created; its parent must exist)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in DIR from its last checkpoint")
+    tr.add_argument("--overwrite", action="store_true", help="start afresh in an existing DIR")
+    tr.add_argument("--stop-after", type=int, metavar="N", help="stop after N steps (with a checkpoint)")
+    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    tr.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    tr.set_defaults(func=_cmd_train)
+
     ins = sub.add_parser(
         "inspect",
         help="summarise a data file written by `sim generate`",
@@ -98,6 +125,39 @@ def _cmd_generate_ns2d(args: argparse.Namespace) -> int:
     print(
         f"wrote {out} ({config.samples} samples x {config.n_frames} frames at {config.resolution}^2), "
         f"{sidecars[0]}, {sidecars[1]}"
+    )
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from sim.config import ConfigError, dump_yaml, load_config
+    from sim.train import ExperimentConfig, train
+
+    out = Path(args.out)
+    if args.resume:  # the run's own resolved config, so a resumed run cannot drift from the first
+        stored = out / "config.yaml"
+        if not stored.is_file():
+            raise ConfigError(f"{stored}: no such file (nothing to resume in {out})")
+        config = load_config(ExperimentConfig, stored, args.overrides)
+    elif args.config:
+        config = load_config(ExperimentConfig, args.config, args.overrides)
+    else:
+        raise ConfigError("--config: expected an experiment config (or --resume to continue a run)")
+    if args.print_config:
+        sys.stdout.write(dump_yaml(config))
+        return 0
+    result = train(
+        config,
+        out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        stop_after=args.stop_after,
+    )
+    print(
+        f"trained {result.step} steps: loss {result.loss:.4g}, 1-step validation loss "
+        f"{result.val_loss_1:.4g}; checkpoint {result.checkpoint}, log {out / 'log.csv'}, "
+        f"curve {out / 'loss.png'}"
     )
     return 0
 
@@ -148,10 +208,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from sim.data.ns2d import DataFileError
     from sim.io import OutputError
     from sim.solvers.ns2d import SolverDivergedError
+    from sim.train.checkpoint import CheckpointError
 
     try:
         return args.func(args)
-    except (ConfigError, OutputError, DataFileError, SolverDivergedError) as err:
+    except (
+        ConfigError,
+        OutputError,
+        DataFileError,
+        SolverDivergedError,
+        CheckpointError,
+        FloatingPointError,
+    ) as err:
         message = " ".join(str(err).split())  # always one line
         print(f"sim: error: {message}", file=sys.stderr)
         return 2

@@ -10,7 +10,7 @@ import numpy as np
 
 from sim.io import atomic_output
 
-__all__ = ["save_field_row"]
+__all__ = ["save_curves", "save_field_row"]
 
 
 def save_field_row(
@@ -55,6 +55,57 @@ def save_field_row(
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
+def save_curves(
+    x: Sequence[float],
+    curves: dict[str, Sequence[float]],
+    path: str | os.PathLike,
+    *,
+    xlabel: str,
+    ylabel: str,
+    logy: bool = False,
+    title: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Line plot of several named curves against a shared x axis (NaN points are skipped).
+
+    Args:
+        x: the x values.
+        curves: name -> y values (same length as ``x``).
+        path: PNG file to write.
+        xlabel, ylabel, title: labels.
+        logy: logarithmic y axis.
+        overwrite: replace an existing file.
+
+    Returns:
+        The path written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.8), layout="constrained")
+    xs = np.asarray(x, dtype=float)
+    for name, y in curves.items():
+        ys = np.asarray(y, dtype=float)
+        ok = np.isfinite(ys)
+        if ok.any():
+            ax.plot(xs[ok], ys[ok], label=name)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    if curves:
+        ax.legend(fontsize=8)
     with atomic_output(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)

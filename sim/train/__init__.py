@@ -1,5 +1,23 @@
 """One training engine for any one-step model: normalisation, unrolled losses, checkpoints, DDP."""
 
+from sim.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from sim.train.config import DataSpec, ExperimentConfig, TrainSpec
+from sim.train.engine import TrainResult, build_stepper, compute_statistics, load_stepper, train
 from sim.train.stepper import FieldStats, Stepper, field_stats
 
-__all__ = ["FieldStats", "Stepper", "field_stats"]
+__all__ = [
+    "CheckpointError",
+    "DataSpec",
+    "ExperimentConfig",
+    "FieldStats",
+    "Stepper",
+    "TrainResult",
+    "TrainSpec",
+    "build_stepper",
+    "compute_statistics",
+    "field_stats",
+    "load_checkpoint",
+    "load_stepper",
+    "save_checkpoint",
+    "train",
+]

@@ -74,8 +74,7 @@ def test_statistics_travel_in_the_state_dict_and_shapes_are_checked():
         stepper(torch.zeros(2, 3, 1, 8, 8), torch.zeros(2, 1, 8, 8))
     with pytest.raises(ValueError, match="forcing must be"):
         stepper(torch.zeros(2, 4, 1, 8, 8), None)
-    with pytest.raises(
-        ValueError, match=r"maps 5 -> 1 channels; expected 9 -> 1 \(4 frames x 1 state"):
+    with pytest.raises(ValueError, match=r"maps 5 -> 1 channels; expected 9 -> 1 \(4 frames x 1 state"):
         Stepper(
             sim.build_model("configs/ns2d/gcnn_p4m.yaml"),
             history=4,

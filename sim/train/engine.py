@@ -1,0 +1,464 @@
+"""The training engine: any one-step model, autoregressive losses, exact resume, data parallel.
+
+``train(config, out_dir)`` fits a :class:`~sim.train.stepper.Stepper` around ``sim.build_model(config.model)``
+on windows of a trajectory file and writes into ``out_dir``::
+
+    config.yaml          the resolved experiment config
+    log.csv              step, loss, unroll, lr, samples/s, val losses
+    checkpoints/last.pt  weights, optimiser, scheduler, RNG states, step, config, statistics (atomic)
+    loss.png             training and validation loss against step
+
+Switches (``train:``): one-step teacher forcing (``unroll: 1``); a multi-step unrolled loss whose length
+grows during training (``unroll``, ``unroll_every``); the pushforward trick (``pushforward``: the first
+``k - 1`` steps run without gradient, the loss is on the last); training noise on the input history
+(``noise_std``, in units of the state's scale, as in MeshGraphNets); residual or direct prediction
+(``residual``); exact conservation of the domain mean (``conserve_mean``).
+
+Reproducible and resumable: the batch of step ``s`` and its noise depend only on ``(seed, s)``, so a run
+stopped after a checkpoint and resumed with ``resume=True`` ends with the same weights as an
+uninterrupted one. Under ``torchrun`` (``WORLD_SIZE > 1``) the global batch is split across processes
+(gloo on CPU, NCCL on GPU) and gradients are averaged: the same losses as one process.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import xarray as xr
+from torch import nn
+
+from sim.config import ConfigError, dump_yaml, from_dict, write_config
+from sim.data.ns2d import DataFileError, NS2DWindows
+from sim.groups.fields import FieldType
+from sim.groups.planar import group_from_name
+from sim.io import OutputError
+from sim.models.registry import build_model
+from sim.train.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from sim.train.config import ExperimentConfig
+from sim.train.stepper import FieldStats, Stepper, field_stats
+
+__all__ = ["TrainResult", "build_stepper", "compute_statistics", "load_stepper", "train"]
+
+LOG_FIELDS = ["step", "loss", "unroll", "lr", "samples_per_s", "val_loss_1", "val_loss_unroll"]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or stopped) run reached."""
+
+    out_dir: Path
+    step: int
+    loss: float
+    val_loss_1: float
+    checkpoint: Path
+
+
+# ---------------------------------------------------------------------------------------------------------
+# statistics and the stepper
+
+
+def compute_statistics(
+    path: str | os.PathLike, samples: range, *, stride: int, state_type: FieldType, forcing_type: FieldType
+) -> tuple[FieldStats, FieldStats, FieldStats]:
+    """State, one-step-difference and forcing statistics of the training samples, one sample at a time."""
+    with xr.open_dataset(path, engine="netcdf4", cache=False) as ds:
+        s_sum = s_sq = d_sum = d_sq = 0.0
+        s_n = d_n = 0
+        for i in samples:
+            w = torch.from_numpy(np.asarray(ds["vorticity"][i].values, dtype=np.float64))  # [T, y, x]
+            s_sum, s_sq, s_n = s_sum + w.sum(), s_sq + (w**2).sum(), s_n + w.numel()
+            d = w[stride:] - w[:-stride]
+            d_sum, d_sq, d_n = d_sum + d.sum(), d_sq + (d**2).sum(), d_n + d.numel()
+        f = torch.from_numpy(np.asarray(ds["forcing"].values, dtype=np.float64))
+        if ds["forcing"].ndim == 3:
+            f = f[list(samples)]
+    one = lambda v: torch.as_tensor(v, dtype=torch.float64).reshape(1)  # noqa: E731
+    state = field_stats(one(s_sum), one(s_sq), s_n, state_type)
+    delta = field_stats(one(d_sum), one(d_sq), max(d_n, 1), state_type)
+    forcing = field_stats(one(f.sum()), one((f**2).sum()), f.numel(), forcing_type)
+    return state, delta, forcing
+
+
+def build_stepper(config: ExperimentConfig, stats: tuple[FieldStats, FieldStats, FieldStats]) -> Stepper:
+    """The model of ``config.model`` inside a Stepper with the given (state, delta, forcing) statistics."""
+    model = build_model(config.model)
+    state, delta, forcing = stats
+    return Stepper(
+        model,
+        history=config.data.history,
+        state=state,
+        delta=delta,
+        forcing=forcing,
+        residual=config.train.residual,
+        conserve_mean=config.train.conserve_mean,
+    )
+
+
+def _types(config: ExperimentConfig) -> tuple[FieldType, FieldType]:
+    """Field types of the state (the model's output) and the forcing (the model's last input fields)."""
+    group = group_from_name(config.model.group)
+    out_type = FieldType.parse(group, config.model.out_fields)
+    in_type = FieldType.parse(group, config.model.in_fields)
+    n_state = config.data.history * out_type.num_fields
+    if in_type.num_fields <= n_state or in_type.reps[:n_state] != out_type.reps * config.data.history:
+        raise ConfigError(
+            f"model.in_fields: expected {config.data.history} copies of out_fields "
+            f"({config.model.out_fields}) followed by the forcing fields, got {config.model.in_fields!r}"
+        )
+    return out_type, FieldType(group, in_type.reps[n_state:])
+
+
+def _layout(config: ExperimentConfig, stepper: Stepper) -> dict:
+    return {
+        "in_fields": config.model.in_fields,
+        "out_fields": config.model.out_fields,
+        "group": config.model.group,
+        "history": stepper.history,
+        "state_channels": stepper.state_channels,
+        "forcing_channels": stepper.forcing_channels,
+    }
+
+
+def load_stepper(path: str | os.PathLike, *, map_location="cpu") -> tuple[Stepper, ExperimentConfig, dict]:
+    """A trained Stepper from a checkpoint, with its experiment config and the raw checkpoint dict.
+
+    Raises:
+        CheckpointError: unreadable, of another format, or weights that do not fit the stored config.
+    """
+    ckpt = load_checkpoint(path, map_location=map_location)
+    import yaml
+
+    config = from_dict(ExperimentConfig, yaml.safe_load(ckpt["config"]), source=f"{path} (stored config)")
+    zero = FieldStats(torch.zeros(1), torch.ones(1))
+    n_forcing = ckpt["layout"]["forcing_channels"]
+    stepper = build_stepper(config, (zero, zero, FieldStats(torch.zeros(n_forcing), torch.ones(n_forcing))))
+    try:
+        stepper.load_state_dict(ckpt["stepper"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"{path}: the weights do not fit the model of its config ({str(err).splitlines()[0]})"
+        ) from None
+    return stepper.to(map_location), config, ckpt
+
+
+# ---------------------------------------------------------------------------------------------------------
+# data order
+
+
+@functools.lru_cache(maxsize=4)
+def _permutation(seed: int, epoch: int, n: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def batch_indices(step: int, *, batch: int, n: int, seed: int, rank: int = 0, world: int = 1) -> list[int]:
+    """Window indices of this process's share of the global batch of ``step``: a fresh permutation of
+    the ``n`` windows per epoch, a function of ``(seed, step)`` only."""
+    per_rank = batch // world
+    out = []
+    for j in range(rank * per_rank, (rank + 1) * per_rank):
+        epoch, offset = divmod(step * batch + j, n)
+        out.append(int(_permutation(seed, epoch, n)[offset]))
+    return out
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    def __init__(self, start: int, stop: int, **kwargs):
+        self.start, self.stop, self.kwargs = start, stop, kwargs
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            yield batch_indices(step, **self.kwargs)
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the loop
+
+
+def _schedule(config: ExperimentConfig):
+    t = config.train
+
+    def factor(step: int) -> float:
+        if t.warmup_steps and step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        if t.schedule == "constant":
+            return 1.0
+        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _split(batch, history: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    inputs, target = (b.to(device, non_blocking=True) for b in batch)  # [B, T+F, y, x], [B, K, y, x]
+    return (
+        inputs[:, :history, None],
+        inputs[:, history:],
+        target[:, :, None],
+    )  # [B,T,1,y,x], [B,F,y,x], [B,K,1,y,x]
+
+
+def _loss(
+    stepper: nn.Module, core: Stepper, history, forcing, target, k: int, pushforward: bool
+) -> torch.Tensor:
+    """Normalised mean squared error of a ``k``-step unroll (only the last step with pushforward)."""
+    scale = core.state_std.reshape(1, -1, *([1] * (history.ndim - 3)))
+    window, losses = history, []
+    for i in range(k):
+        if pushforward and i < k - 1:
+            with torch.no_grad():
+                nxt = stepper(window, forcing)
+        else:
+            nxt = stepper(window, forcing)
+            losses.append((((nxt - target[:, i]) / scale) ** 2).mean())
+        window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
+    return torch.stack(losses).mean()
+
+
+def _validate(stepper: Stepper, loader, history: int, k: int, device, batches: int) -> tuple[float, float]:
+    stepper.eval()
+    one, many = [], []
+    with torch.no_grad():
+        for i, batch in enumerate(loader):
+            if i >= batches:
+                break
+            h, f, target = _split(batch, history, device)
+            one.append(float(_loss(stepper, stepper, h, f, target, 1, False)))
+            many.append(float(_loss(stepper, stepper, h, f, target, k, False)))
+    stepper.train()
+    return (float(np.mean(one)), float(np.mean(many))) if one else (math.nan, math.nan)
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+
+
+def _device(name: str, rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"train.device: expected an available device, got {name!r} (no CUDA device)")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
+        torch.cuda.set_device(device)
+    return device
+
+
+def train(
+    config: ExperimentConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    stop_after: int | None = None,
+) -> TrainResult:
+    """Train ``config`` and write the run into ``out_dir`` (see the module docstring).
+
+    Args:
+        config: the experiment.
+        out_dir: the run folder; must not exist (or be empty) unless ``resume`` or ``overwrite``.
+        resume: continue from ``out_dir/checkpoints/last.pt`` to ``config.train.steps``.
+        overwrite: start afresh in an existing folder.
+        progress: show a progress bar.
+        stop_after: stop (with a checkpoint) after this many steps of this call, e.g. to fit a time limit.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        OutputError, DataFileError, CheckpointError, ConfigError: one-line problems with the inputs.
+    """
+    from tqdm.auto import tqdm
+
+    rank, world = _distributed()
+    t, d = config.train, config.data
+    out_dir = Path(out_dir)
+    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    if t.batch_size % world:
+        raise ConfigError(
+            f"train.batch_size: expected a multiple of the {world} processes, got {t.batch_size}"
+        )
+    if resume and not ckpt_path.is_file():
+        raise OutputError(f"{out_dir}: nothing to resume ({ckpt_path} does not exist)")
+    if not resume and out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise OutputError(f"{out_dir}: already exists and is not empty (pass --overwrite or --resume)")
+    if not out_dir.parent.is_dir():
+        raise OutputError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
+    device = _device(t.device, rank)
+    state_type, forcing_type = _types(config)
+
+    if not Path(d.path).is_file():
+        raise DataFileError(f"{d.path}: no such data file (data.path); make one with `sim generate ns2d`")
+    train_set = NS2DWindows(
+        d.path, history=d.history, horizon=t.unroll, stride=d.stride, samples=range(*d.train_samples)
+    )
+    val_set = NS2DWindows(
+        d.path, history=d.history, horizon=t.unroll, stride=d.stride, samples=range(*d.val_samples)
+    )
+    if train_set.in_channels != d.history + forcing_type.dim:
+        raise DataFileError(
+            f"{d.path}: windows have {train_set.in_channels} input channels, the model expects "
+            f"{d.history + forcing_type.dim}"
+        )
+
+    torch.manual_seed(t.seed)
+    stats = compute_statistics(
+        d.path, range(*d.train_samples), stride=d.stride, state_type=state_type, forcing_type=forcing_type
+    )
+    core = build_stepper(config, stats).to(device)
+    stepper: nn.Module = core
+    if world > 1:
+        stepper = nn.parallel.DistributedDataParallel(
+            core, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    optimizer = torch.optim.AdamW(core.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
+    start = 0
+    if resume:
+        ckpt = load_checkpoint(ckpt_path, map_location=device)
+        if ckpt["layout"] != _layout(config, core):
+            raise CheckpointError(
+                f"{ckpt_path}: made for layout {ckpt['layout']}, the config gives {_layout(config, core)}"
+            )
+        core.load_state_dict(ckpt["stepper"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        set_rng_state(ckpt["rng"])
+        start = int(ckpt["step"])
+        if rank == 0:
+            write_config(config, out_dir / "config.yaml")  # as resumed (overrides included)
+    elif rank == 0:
+        out_dir.mkdir(exist_ok=True)
+        (out_dir / "checkpoints").mkdir(exist_ok=True)
+        write_config(config, out_dir / "config.yaml")
+        with open(out_dir / "log.csv", "w", newline="") as fh:
+            csv.writer(fh).writerow(LOG_FIELDS)
+    if world > 1:
+        dist.barrier()
+
+    stop = t.steps if stop_after is None else min(t.steps, start + stop_after)
+    sampler = _StepBatches(
+        start, stop, batch=t.batch_size, n=len(train_set), seed=t.seed, rank=rank, world=world
+    )
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers)
+    val_loader = torch.utils.data.DataLoader(
+        val_set, batch_size=max(1, t.batch_size // world), shuffle=False, num_workers=d.num_workers
+    )
+    log_rows: list[list] = []
+    loss_value, val1, valk = math.nan, math.nan, math.nan
+    bar = tqdm(
+        total=t.steps,
+        initial=start,
+        unit="step",
+        desc="train",
+        disable=not progress or rank != 0,
+        dynamic_ncols=True,
+    )
+    tick, seen = time.perf_counter(), 0
+    stepper.train()
+    step = start
+    for step, batch in zip(range(start, stop), loader, strict=True):
+        k = t.unroll_at(step)
+        history, forcing, target = _split(batch, d.history, device)
+        if t.noise_std > 0:
+            gen = torch.Generator(device=device).manual_seed(t.seed * 7_919 + step * 104_729 + rank)
+            noise = torch.randn(history.shape, generator=gen, device=device, dtype=history.dtype)
+            history = history + t.noise_std * core.state_std.reshape(1, 1, -1, 1, 1) * noise
+        loss = _loss(stepper, core, history, forcing, target, k, t.pushforward)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if t.grad_clip:
+            nn.utils.clip_grad_norm_(core.parameters(), t.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        reported = loss.detach()
+        if world > 1:  # the loss of the global batch, as one process would report it
+            reported = reported.clone()
+            dist.all_reduce(reported)
+            reported /= world
+        loss_value = float(reported)
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(
+                f"training diverged: loss is {loss_value} at step {step + 1}; lower train.lr"
+            )
+        seen += history.shape[0] * world
+        done = step + 1
+        bar.update(1)
+        last = done == stop
+        validated = done % t.val_every == 0 or done == t.steps
+        if validated:
+            val1, valk = _validate(core, val_loader, d.history, t.unroll, device, t.val_batches)
+        if done % t.log_every == 0 or last or validated:
+            rate = seen / max(time.perf_counter() - tick, 1e-9)
+            tick, seen = time.perf_counter(), 0
+            lr = scheduler.get_last_lr()[0]
+            log_rows.append(
+                [done, loss_value, k, lr, rate, *((val1, valk) if validated else (math.nan, math.nan))]
+            )
+            bar.set_postfix(loss=f"{loss_value:.3g}", unroll=k, val=f"{val1:.3g}", rate=f"{rate:.0f}/s")
+        if rank == 0 and (done % t.checkpoint_every == 0 or last):
+            _append_log(out_dir, log_rows)
+            log_rows = []
+            save_checkpoint(
+                ckpt_path,
+                {
+                    "step": done,
+                    "config": dump_yaml(config),
+                    "stepper": core.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": rng_state(),
+                    "layout": _layout(config, core),
+                    "metrics": {"loss": loss_value, "val_loss_1": val1},
+                },
+            )
+    bar.close()
+    if rank == 0:
+        _append_log(out_dir, log_rows)
+        _plot_log(out_dir)
+    return TrainResult(out_dir, stop, loss_value, val1, ckpt_path)
+
+
+def _append_log(out_dir: Path, rows: list[list]) -> None:
+    if rows:
+        with open(out_dir / "log.csv", "a", newline="") as fh:
+            csv.writer(fh).writerows(rows)
+
+
+def _plot_log(out_dir: Path) -> None:
+    from sim.plotting import save_curves
+
+    with open(out_dir / "log.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        return
+    steps = [int(r["step"]) for r in rows]
+    curves = {"train": [float(r["loss"]) for r in rows], "val 1-step": [float(r["val_loss_1"]) for r in rows]}
+    save_curves(
+        steps,
+        curves,
+        out_dir / "loss.png",
+        xlabel="step",
+        ylabel="normalised MSE",
+        logy=True,
+        title=f"training: {out_dir.name}",
+        overwrite=True,
+    )
