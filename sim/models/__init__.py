@@ -1,4 +1,4 @@
-"""Composed networks selected by name from configs: G-CNN ResNet/U-Net and their plain-CNN baselines.
+"""Composed networks selected by name from configs: G-CNN ResNet/U-Net, plain-CNN and FNO-2D baselines.
 
 ``build_model(config)`` makes any registered model from a YAML file, a mapping or a :class:`ModelConfig`;
 every model maps ``[B, in_channels, H, W] -> [B, out_channels, H, W]`` and exposes ``in_type`` and
@@ -6,6 +6,7 @@ every model maps ``[B, in_channels, H, W] -> [B, out_channels, H, W]`` and expos
 """
 
 from sim.models.cnn import CNNResNet, CNNUNet, count_parameters, match_width
+from sim.models.fno import FNO2d, SpectralConv2d
 from sim.models.gcnn import GCNNResNet, GCNNUNet
 from sim.models.registry import MODELS, ModelConfig, build_model, load_model_config
 
@@ -13,9 +14,11 @@ __all__ = [
     "MODELS",
     "CNNResNet",
     "CNNUNet",
+    "FNO2d",
     "GCNNResNet",
     "GCNNUNet",
     "ModelConfig",
+    "SpectralConv2d",
     "build_model",
     "count_parameters",
     "load_model_config",

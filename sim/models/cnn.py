@@ -40,8 +40,8 @@ __all__ = ["CNNResNet", "CNNUNet", "count_parameters", "match_width"]
 
 
 def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters (elements of ``requires_grad`` parameters)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    """Number of trainable real parameters (a complex weight counts twice, as in FNO's spectral layers)."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters() if p.requires_grad)
 
 
 def match_width(build: Callable[[int], nn.Module], target: int, *, max_width: int = 4096) -> int:

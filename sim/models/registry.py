@@ -43,11 +43,12 @@ from sim.config import (
 from sim.groups.fields import FieldType
 from sim.groups.planar import group_from_name
 from sim.models.cnn import CNNResNet, CNNUNet, count_parameters, match_width
+from sim.models.fno import FNO2d
 from sim.models.gcnn import GCNNResNet, GCNNUNet
 
 __all__ = ["MODELS", "ModelConfig", "build_model", "load_model_config"]
 
-ModelName = Literal["gcnn_resnet", "gcnn_unet", "cnn_resnet", "cnn_unet"]
+ModelName = Literal["gcnn_resnet", "gcnn_unet", "cnn_resnet", "cnn_unet", "fno2d"]
 _EXACT_GROUPS = "C1, C2, C4, D1, D2, D4, P4 or P4M"
 
 
@@ -67,7 +68,7 @@ class ModelConfig:
     """A model, by registered name and hyperparameters (``build_model`` makes it).
 
     Attributes:
-        name: ``"gcnn_resnet"``, ``"gcnn_unet"``, ``"cnn_resnet"`` or ``"cnn_unet"``.
+        name: ``"gcnn_resnet"``, ``"gcnn_unet"``, ``"cnn_resnet"``, ``"cnn_unet"`` or ``"fno2d"``.
         in_fields: input field type, e.g. ``"5x pseudoscalar"`` (physical fields, no regular ones).
         out_fields: output field type, e.g. ``"1x pseudoscalar"``.
         group: the symmetry group (G-CNNs), or the group the CNN's field types are declared under.
@@ -80,9 +81,10 @@ class ModelConfig:
         norm_groups: GroupNorm groups: the largest divisor of each width that is at most this (1: one
             group, a layer norm over all features of a sample).
         activation: ``"gelu"``, ``"relu"`` or ``"silu"``.
-        width: CNN baselines: hidden channels (at the finest level for U-Nets).
-        match_params_of: CNN baselines: instead of ``width``, the G-CNN (built from this config) whose
-            parameter count the CNN matches.
+        width: CNN and FNO baselines: hidden channels (at the finest level for U-Nets).
+        match_params_of: CNN and FNO baselines: instead of ``width``, the G-CNN (built from this config)
+            whose parameter count the baseline matches.
+        modes: FNO: Fourier modes per axis (``blocks`` is the number of Fourier layers).
     """
 
     name: ModelName
@@ -103,6 +105,7 @@ class ModelConfig:
     match_params_of: Literal["gcnn_resnet", "gcnn_unet"] | None = cfield(
         None, doc="CNN: match the parameter count of this G-CNN"
     )
+    modes: int = cfield(12, **positive(), doc="FNO Fourier modes per axis")
 
     def __post_init__(self) -> None:
         if not _is_exact_group(self.group):
@@ -188,12 +191,24 @@ def _build_cnn_unet(cfg: ModelConfig) -> nn.Module:
     return CNNUNet(width=_cnn_width(cfg), levels=cfg.levels, group=cfg.group, **_common(cfg))
 
 
+def _build_fno2d(cfg: ModelConfig) -> nn.Module:
+    return FNO2d(
+        in_fields=cfg.in_fields,
+        out_fields=cfg.out_fields,
+        width=_cnn_width(cfg),
+        modes=cfg.modes,
+        layers=max(1, cfg.blocks),
+        group=cfg.group,
+    )
+
+
 MODELS: Mapping[str, Callable[[ModelConfig], nn.Module]] = MappingProxyType(
     {
         "gcnn_resnet": _build_gcnn_resnet,
         "gcnn_unet": _build_gcnn_unet,
         "cnn_resnet": _build_cnn_resnet,
         "cnn_unet": _build_cnn_unet,
+        "fno2d": _build_fno2d,
     }
 )
 """Registered model names -> builders ``ModelConfig -> nn.Module`` (the names of ``ModelConfig.name``)."""

@@ -71,8 +71,8 @@ def test_shipped_config_shapes(shipped, name):
         "1x pseudoscalar"
     )
     with torch.no_grad():
-        y = model(torch.randn(2, 5, 16, 16))
-    assert y.shape == (2, 1, 16, 16) and torch.isfinite(y).all()
+        y = model(torch.randn(2, 5, 32, 32))
+    assert y.shape == (2, 1, 32, 32) and torch.isfinite(y).all()
 
 
 @pytest.mark.parametrize("name", GCNN_NAMES)
@@ -87,7 +87,7 @@ def test_shipped_gcnn_configs_are_equivariant(shipped, name):
 
 @pytest.mark.parametrize("name", CNN_NAMES)
 def test_shipped_cnn_configs_are_not_equivariant(shipped, name):
-    report = equivariance_errors(shipped[name], size=16, batch=1)
+    report = equivariance_errors(shipped[name], size=32, batch=1)
     assert report.worst > 1e-2, report.errors
 
 
