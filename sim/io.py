@@ -29,7 +29,7 @@ def check_output_path(path: str | os.PathLike, *, overwrite: bool = False) -> Pa
     if not path.parent.is_dir():
         raise OutputError(f"{path}: output folder {path.parent} does not exist (create it first)")
     if path.exists() and not overwrite:
-        raise OutputError(f"{path}: already exists (pass --overwrite to replace it)")
+        raise OutputError(f"{path}: already exists (pass --overwrite, or overwrite=True, to replace it)")
     return path
 
 
@@ -60,7 +60,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
         if not tmp.exists():
             raise OutputError(f"{path}: nothing was written")
         if path.exists() and not overwrite:  # appeared while we were writing
-            raise OutputError(f"{path}: already exists (pass --overwrite to replace it)")
+            raise OutputError(f"{path}: already exists (pass --overwrite, or overwrite=True, to replace it)")
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):

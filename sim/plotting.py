@@ -42,7 +42,8 @@ def save_field_row(
 
     if len(fields) != len(titles) or not fields:
         raise ValueError(f"expected as many titles as fields (>= 1), got {len(fields)} and {len(titles)}")
-    vmax = max(float(np.abs(f).max()) for f in fields) or 1.0
+    finite = [np.abs(f[np.isfinite(f)]) for f in fields]
+    vmax = max((float(a.max()) for a in finite if a.size), default=0.0) or 1.0  # NaN-safe (diverged fields)
     fig, axes = plt.subplots(
         1, len(fields), figsize=(2.3 * len(fields) + 1.0, 2.8), squeeze=False, layout="constrained"
     )
@@ -55,9 +56,11 @@ def save_field_row(
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
@@ -106,7 +109,9 @@ def save_curves(
         ax.set_title(title, fontsize=10)
     if curves:
         ax.legend(fontsize=8)
-    with atomic_output(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_output(path, overwrite=overwrite) as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return Path(path)

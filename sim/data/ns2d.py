@@ -289,6 +289,7 @@ def _write_first_batch(
             "viscosity": sc.viscosity,
             "drag": sc.drag,
             "dt": sc.dt,
+            "record_every": config.record_every,
             "length": sc.length,
             "solver": _SOLVER_NAME,
             "solver_resolution": sc.resolution,

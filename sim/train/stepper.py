@@ -136,7 +136,10 @@ class Stepper(nn.Module):
 
     @torch.no_grad()
     def rollout(self, history: torch.Tensor, forcing: torch.Tensor | None, steps: int):
-        """Yield ``steps`` predicted states ``[B, C, *space]`` one by one (nothing is kept)."""
+        """Yield ``steps`` predicted states ``[B, C, *space]`` one by one (nothing is kept).
+
+        Runs in the module's current mode: call ``.eval()`` first for models with batch statistics.
+        """
         window = history
         for _ in range(steps):
             nxt = self(window, forcing)
