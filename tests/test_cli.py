@@ -137,3 +137,103 @@ def test_every_shipped_data_config_loads(capsys):
     for path in sorted((ROOT / "configs" / "data").glob("*.yaml")):
         assert main(["generate", "ns2d", "--config", str(path), "--print-config"]) == 0, path
     capsys.readouterr()
+
+
+def test_train_rollout_evaluate_end_to_end(tmp_path, capsys):
+    data = tmp_path / "d.nc"
+    assert _generate(data, "samples=3", "t_final=0.6") == 0
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        "model: {name: gcnn_resnet, group: P4M, in_fields: 3x pseudoscalar, out_fields: 1x pseudoscalar,"
+        " hidden: 2, blocks: 1, kernel_size: 3}\n"
+        f"data: {{path: {data}, history: 2, train_samples: [0, 2], val_samples: [2, 3]}}\n"
+        "train: {steps: 2, batch_size: 2, log_every: 1, val_every: 2, checkpoint_every: 2, device: cpu}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(exp), "--out", str(run), "--no-progress"]) == 0
+    ckpt = str(run / "checkpoints" / "last.pt")
+    for element in ("0", "5"):
+        out = tmp_path / f"r{element}.nc"
+        args = [
+            "rollout",
+            "--checkpoint",
+            ckpt,
+            "--data",
+            str(data),
+            "--steps",
+            "6",
+            "--samples",
+            "2:3",
+            "--element",
+            element,
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+        assert main(args) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                f"P4M={tmp_path / 'r0.nc'}",
+                f"P4M={tmp_path / 'r5.nc'}",
+                "--out",
+                str(tmp_path / "eval"),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "| P4M |" in printed and (tmp_path / "eval" / "report.md").is_file()
+    # bad input: a truncated checkpoint, a bad sample range, an existing rollout file
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(open(ckpt, "rb").read()[:500])
+    for args, message in [
+        (
+            [
+                "rollout",
+                "--checkpoint",
+                str(bad),
+                "--data",
+                str(data),
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "x.nc"),
+            ],
+            "not a readable checkpoint",
+        ),
+        (
+            [
+                "rollout",
+                "--checkpoint",
+                ckpt,
+                "--data",
+                str(data),
+                "--steps",
+                "2",
+                "--samples",
+                "3:1",
+                "--out",
+                str(tmp_path / "x.nc"),
+            ],
+            "--samples: expected 0 <= A < B",
+        ),
+        (
+            [
+                "rollout",
+                "--checkpoint",
+                ckpt,
+                "--data",
+                str(data),
+                "--steps",
+                "2",
+                "--out",
+                str(tmp_path / "r0.nc"),
+            ],
+            "already exists",
+        ),
+    ]:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
