@@ -197,3 +197,16 @@ def _as_dict(config):
     from sim.config import to_dict
 
     return to_dict(config)
+
+
+def test_shipped_experiment_configs_load():
+    from pathlib import Path
+
+    from sim.config import load_config, read_yaml
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "ns2d"
+    experiments = [p for p in sorted(root.glob("*.yaml")) if "train" in read_yaml(p)]
+    assert {p.name for p in experiments} >= {"demo_gcnn_p4m.yaml", "demo_cnn.yaml"}
+    for path in experiments:
+        config = load_config(ExperimentConfig, path)
+        assert config.model.in_fields.startswith(f"{config.data.history + 1}x")
