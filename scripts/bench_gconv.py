@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -43,9 +42,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.groups import FieldType, PlanarGroup, group_from_name  # noqa: E402
-from sim.io import atomic_output  # noqa: E402
+from sim.io import atomic_output, write_markdown_section  # noqa: E402
 from sim.nn import GroupConv2d, group_pool  # noqa: E402
-from sim.runtime import tune_cpu_allocator  # noqa: E402
+from sim.runtime import describe_machine, tune_cpu_allocator  # noqa: E402
 from sim.testing import equivariance_errors  # noqa: E402
 
 START, END = "<!-- bench_gconv:start -->", "<!-- bench_gconv:end -->"
@@ -669,34 +668,9 @@ def equivariance_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
 def write_section(path: Path, section: str) -> None:
     """Replace this benchmark's section of ``path`` (or append it), atomically."""
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    )
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_markdown_section(path, "bench_gconv", section)
 
 
 def _command(args) -> str:
@@ -885,7 +859,7 @@ def _section(
     command = _command(args)
     return f"""## Group convolution: GroupConv2d vs nn.Conv2d and e2cnn ({device.type})
 
-`{command}` on {_machine(device)}; {t_total:.0f} s in all (1-minute load average {load[0]} before,
+`{command}` on {describe_machine(device)}; {t_total:.0f} s in all (1-minute load average {load[0]} before,
 {load[1]} after; the timed Conv2d runs used {load[2]} cores, median per case). CPU allocator tuned as
 the `sim` command does it: {"yes" if tuned else "no"}.
 

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
 import statistics
 import sys
 import time
@@ -28,7 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.runtime import tune_cpu_allocator  # noqa: E402
+from sim.io import write_markdown_section  # noqa: E402
+from sim.runtime import describe_machine, tune_cpu_allocator  # noqa: E402
 from sim.solvers import NavierStokes2D, gaussian_random_field, sample_seed, vorticity_forcing  # noqa: E402
 
 START, END = "<!-- bench_ns2d:start -->", "<!-- bench_ns2d:end -->"
@@ -107,34 +106,9 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, torch {torch.__version__}"
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
 def write_section(path: Path, section: str) -> None:
     """Replace this benchmark's section of ``path`` (or append it), atomically."""
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    )
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_markdown_section(path, "bench_ns2d", section)
 
 
 def main(argv=None) -> int:
@@ -190,7 +164,7 @@ def main(argv=None) -> int:
     )
     section = (
         f"## 2D Navier-Stokes solver ({device.type}, {args.dtype})\n\n"
-        f"`{command}` on {_machine(device)}. Median of {args.repeats} runs, each of at least "
+        f"`{command}` on {describe_machine(device)}. Median of {args.repeats} runs, each of at least "
         f"{args.steps} steps and {args.min_seconds:g} s. "
         "The FFT floor is the same FFT calls a CN-Heun step makes (2 x [irfft2 of 4 fields + rfft2 of 1]), "
         "timed alternately with the solver in the same process. Goal: step / FFT floor <= 2. "

@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -42,7 +41,8 @@ import sim  # noqa: E402
 from sim.config import load_config  # noqa: E402
 from sim.data import NS2DDataConfig, generate_ns2d  # noqa: E402
 from sim.evaluate import rollout_to_netcdf  # noqa: E402
-from sim.runtime import tune_cpu_allocator  # noqa: E402
+from sim.io import write_markdown_section  # noqa: E402
+from sim.runtime import describe_machine, tune_cpu_allocator  # noqa: E402
 from sim.solvers import NavierStokes2D, vorticity_forcing  # noqa: E402
 from sim.train import FieldStats, Stepper  # noqa: E402
 
@@ -200,39 +200,17 @@ def bench_speed(data: Path, batches: list[int], *, repeats: int, folder: Path) -
     return rows, settings
 
 
-def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"CPU {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-
-
 def write_section(path: Path, section: str) -> None:
     """Replace this benchmark's section of ``path`` (or append it), atomically."""
-    text = (
-        path.read_text()
-        if path.exists()
-        else "# Benchmarks\n\nEach section is written by the script it names.\n"
-    )
-    block = f"{START}\n{section.rstrip()}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_markdown_section(path, "bench_rollout", section)
 
 
 def _section(memory: list[dict], speed: list[dict], settings: dict, args, seconds: float, load: tuple) -> str:
     lines = [
         "## Streaming rollouts: memory, time per step, surrogate vs solver (cpu, float32)",
         "",
-        f"`python scripts/bench_rollout.py` on {_machine()}; {seconds:.0f} s in all (1-minute load average "
+        f"`python scripts/bench_rollout.py` on {describe_machine()}; {seconds:.0f} s in all "
+        "(1-minute load average "
         f"{load[0]:.2f} before, {load[1]:.2f} after: other jobs shared the 2 cores, so the times are "
         "noisy). CPU allocator tuned as the `sim` command does it.",
         "",

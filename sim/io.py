@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["OutputError", "atomic_output", "check_output_path"]
+__all__ = ["OutputError", "atomic_output", "check_output_path", "write_markdown_section"]
 
 
 class OutputError(ValueError):
@@ -65,3 +65,27 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def write_markdown_section(path: str | os.PathLike, name: str, section: str) -> Path:
+    """Replace the block between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in a markdown file
+    (append it if absent; create the file if missing), atomically. Other sections stay as they are.
+
+    This is how each ``scripts/bench_*.py`` owns its section of docs/benchmarks.md.
+    """
+    path = Path(path)
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    text = (
+        path.read_text()
+        if path.exists()
+        else "# Benchmarks\n\nEach section is written by the script it names.\n"
+    )
+    block = f"{start}\n{section.rstrip()}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(text)
+    return path

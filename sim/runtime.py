@@ -10,7 +10,7 @@ import ctypes.util
 import functools
 import sys
 
-__all__ = ["tune_cpu_allocator"]
+__all__ = ["describe_machine", "tune_cpu_allocator"]
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
@@ -41,3 +41,20 @@ def tune_cpu_allocator() -> bool:
     ok &= mallopt(_M_TRIM_THRESHOLD, (1 << 31) - 1) == 1
     ok &= mallopt(_M_TOP_PAD, 64 << 20) == 1
     return bool(ok)
+
+
+def describe_machine(device=None) -> str:
+    """One line naming the hardware and torch version, for benchmark reports."""
+    import platform
+
+    import torch
+
+    if device is not None and torch.device(device).type == "cuda":
+        return f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"CPU {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"

@@ -1,0 +1,34 @@
+"""Safe outputs: atomic writes, refusal to overwrite, markdown sections owned by their writers."""
+
+from __future__ import annotations
+
+import pytest
+
+from sim.io import OutputError, atomic_output, write_markdown_section
+
+
+def test_atomic_output_leaves_nothing_on_failure_and_refuses_to_overwrite(tmp_path):
+    target = tmp_path / "a.txt"
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_output(target) as tmp:
+        tmp.write_text("whole")
+    assert target.read_text() == "whole"
+    with pytest.raises(OutputError, match="already exists"):
+        with atomic_output(target) as tmp:
+            tmp.write_text("again")
+    with pytest.raises(OutputError, match="output folder .* does not exist"):
+        with atomic_output(tmp_path / "no" / "b.txt"):
+            pass
+
+
+def test_markdown_sections_are_replaced_in_place(tmp_path):
+    md = tmp_path / "b.md"
+    write_markdown_section(md, "one", "first")
+    write_markdown_section(md, "two", "second")
+    write_markdown_section(md, "one", "first, again")
+    text = md.read_text()
+    assert text.startswith("# Benchmarks") and text.count("<!-- one:start -->") == 1
+    assert text.index("first, again") < text.index("second") and "first\n" not in text
