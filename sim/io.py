@@ -67,7 +67,9 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = False) -> Iterat
             tmp.unlink()
 
 
-def write_markdown_section(path: str | os.PathLike, name: str, section: str) -> Path:
+def write_markdown_section(
+    path: str | os.PathLike, name: str, section: str, *, title: str = "Benchmarks"
+) -> Path:
     """Replace the block between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in a markdown file
     (append it if absent; create the file if missing), atomically. Other sections stay as they are.
 

@@ -1,0 +1,51 @@
+"""Smoke test of scripts/study_ns2d.py: a --quick run (16^2 data, tiny models, a few steps)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "study_ns2d.py"
+NAMES = ("P4M G-CNN", "CNN", "FNO-2D")
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("study_ns2d", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["study_ns2d"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("study_ns2d", None)
+
+
+def test_quick_run_writes_results_and_reports(study, tmp_path):
+    out, results = tmp_path / "study", tmp_path / "results.md"
+    results.write_text("# Results\n\n<!-- other:start -->\nkeep me\n<!-- other:end -->\n")
+    rows = study.main(
+        ["--quick", "--train-sizes", "2", "--out", str(out), "--results", str(results), "--no-progress"]
+    )
+
+    assert list(rows) == [2]
+    assert {r["model"] for r in rows[2]} == set(NAMES)
+    assert len(rows[2]) == 9  # 3 models x {original, rot90, mirror}
+
+    text = results.read_text()
+    assert "<!-- study_ns2d:start -->" in text and "<!-- study_ns2d:end -->" in text
+    assert "### 2 training trajectories" in text and "### Verdict" in text
+    for name in NAMES:
+        assert f"| {name} |" in text
+    assert "python scripts/study_ns2d.py --quick" in text
+    assert "keep me" in text  # other sections stay
+
+    report = out / "report_n2" / "report.md"
+    assert report.is_file()
+    body = report.read_text()
+    for name in NAMES:
+        assert name in body
+    for key in ("gcnn_p4m", "cnn", "fno"):
+        assert (out / f"{key}_n2" / "checkpoints" / "last.pt").is_file()
+        assert (out / f"{key}_n2" / "rollout_g1.nc").is_file()
