@@ -193,9 +193,10 @@ def time_interleaved(
     clean rounds when there are at least 3 of them.
 
     Returns:
-        ``{name: {"median": s, "min": s, "max": s, "calls": n, "rounds": r, "clean": c, "cpu_share": x}}``,
-        seconds per call; ``rounds`` timed, ``clean`` of them uncontended; ``cpu_share`` the median cores
-        used (process CPU time / wall time).
+        ``{name: {"median": s, "min": s, "max": s, "calls": n, "rounds": r, "clean": c, "cpu_share": x,
+        "samples": [s, ...]}}``, seconds per call; ``rounds`` timed, ``clean`` of them uncontended;
+        ``cpu_share`` the median cores used (process CPU time / wall time); ``samples`` the times of the
+        rounds the medians are over, in the same rounds for every function.
     """
     device = torch.device(device)
     extra = 2 * repeats if max_extra_rounds is None else max_extra_rounds
@@ -250,6 +251,7 @@ def time_interleaved(
             "rounds": len(rounds),
             "clean": len(clean),
             "cpu_share": statistics.median(r[name][1] for r in used),
+            "samples": t,
         }
     return out
 
@@ -375,12 +377,24 @@ def bench_speed(
     def ms(d: dict, key: str) -> float | None:
         return 1e3 * d[key]["median"] if key in d else None
 
+    def paired(a: str, b: str) -> tuple[float | None, float | None]:
+        """Median over rounds of the ratio within each round, and its median absolute deviation."""
+        if a not in train or b not in train:
+            return None, None
+        ratios = [x / y for x, y in zip(train[a]["samples"], train[b]["samples"], strict=True)]
+        mid = statistics.median(ratios)
+        return mid, statistics.median(abs(q - mid) for q in ratios)
+
+    vs_plain, vs_e2cnn = paired("ours", "plain"), paired("ours", "e2cnn")
+
     row = {
         "group": group.name,
         "alias": {"C4": "P4", "D4": "P4M"}.get(group.name, group.name),
         "padding": padding,
         "params": {name: _params(m) for name, m in layers.items()},
         "train_ms": {name: ms(train, name) for name in layers},
+        "ratio": {"plain": vs_plain[0], "e2cnn": vs_e2cnn[0]},
+        "ratio_mad": {"plain": vs_plain[1], "e2cnn": vs_e2cnn[1]},
         "expand_ms": {
             name: ms(train, f"{name}: expansion") for name in layers if f"{name}: expansion" in train
         },
@@ -613,11 +627,11 @@ def speed_table(rows: list[dict]) -> str:
         t, e, x = r["train_ms"], r["eval_ms"], r["expand_ms"]
         line = (
             f"| {r['alias']} ({r['group']}) | {r['padding']} | {t['ours']:.1f} | {t['plain']:.1f} | "
-            f"{t['ours'] / t['plain']:.3f} |"
+            f"{r['ratio']['plain']:.3f} |"
         )
         if has_e2:
             e2 = t.get("e2cnn")
-            line += f" {_fmt(e2, '.1f')} | {_fmt(t['ours'] / e2 if e2 else None, '.3f')} |"
+            line += f" {_fmt(e2, '.1f')} | {_fmt(r['ratio']['e2cnn'], '.3f')} |"
         line += f" {x['ours']:.2f} ({100 * x['ours'] / t['ours']:.1f}%) |"
         if has_e2:
             line += f" {_fmt(x.get('e2cnn'), '.2f')} |"
@@ -690,7 +704,9 @@ def _parser() -> argparse.ArgumentParser:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (the equivariance part runs on CPU)")
-    parser.add_argument("--repeats", type=int, default=7, help="timed runs per case (the median is reported)")
+    parser.add_argument(
+        "--repeats", type=int, default=11, help="timed runs per case (the median is reported)"
+    )
     parser.add_argument("--min-seconds", type=float, default=0.2, help="least duration of a timed run")
     parser.add_argument("--batch", type=int, default=8, help="speed: batch size")
     parser.add_argument("--size", type=int, default=64, help="speed: grid side")
@@ -743,8 +759,8 @@ def main(argv=None) -> int:
             t = r["train_ms"]
             print(
                 f"{r['alias']:4s} {padding:8s}: ours {t['ours']:8.2f} ms, Conv2d {t['plain']:8.2f} ms "
-                f"({t['ours'] / t['plain']:.3f}x)"
-                + (f", e2cnn {t['e2cnn']:8.2f} ms ({t['ours'] / t['e2cnn']:.3f}x)" if "e2cnn" in t else "")
+                f"({r['ratio']['plain']:.3f}x)"
+                + (f", e2cnn {t['e2cnn']:8.2f} ms ({r['ratio']['e2cnn']:.3f}x)" if "e2cnn" in t else "")
                 + f"; expansion {r['expand_ms']['ours']:.2f} ms; clean rounds {r['clean']}; "
                 + f"Conv2d cores {r['cpu_share']:.2f}; spread "
                 + ", ".join(f"{k} {lo:.1f}-{hi:.1f}" for k, (lo, hi) in r["spread"].items()),
@@ -793,20 +809,23 @@ def main(argv=None) -> int:
 
 def _summary(speed_rows: list[dict], eq_rows: list[dict]) -> str:
     """One line per goal, from the measurements."""
-    ratios = [r["train_ms"]["ours"] / r["train_ms"]["plain"] for r in speed_rows]
+    ratios = [r["ratio"]["plain"] for r in speed_rows]
     share = [r["expand_ms"]["ours"] / r["train_ms"]["ours"] for r in speed_rows]
     lines = [
         f"* ours / Conv2d ≤ 1.05: met in {sum(x <= 1.05 for x in ratios)} of {len(ratios)} cases "
         f"(range {min(ratios):.3f}–{max(ratios):.3f}); the filter expansion is "
         f"{100 * min(share):.1f}–{100 * max(share):.1f}% of our forward+backward."
     ]
-    e2_ratios = [
-        r["train_ms"]["ours"] / r["train_ms"]["e2cnn"] for r in speed_rows if "e2cnn" in r["train_ms"]
-    ]
-    if e2_ratios:
+    e2_rows = [r for r in speed_rows if r["ratio"]["e2cnn"] is not None]
+    if e2_rows:
+        e2_ratios = [r["ratio"]["e2cnn"] for r in e2_rows]
+        ties = sum(abs(r["ratio"]["e2cnn"] - 1) <= r["ratio_mad"]["e2cnn"] for r in e2_rows)
+        mads = [r["ratio_mad"]["e2cnn"] for r in e2_rows]
         lines.append(
             f"* ours / e2cnn ≤ 1: met in {sum(x <= 1 for x in e2_ratios)} of {len(e2_ratios)} cases "
-            f"(range {min(e2_ratios):.3f}–{max(e2_ratios):.3f})."
+            f"(range {min(e2_ratios):.3f}–{max(e2_ratios):.3f}); the per-round ratios scatter by "
+            f"{min(mads):.3f}–{max(mads):.3f} (median absolute deviation), and the distance from 1 is "
+            f"within that scatter in {ties} of {len(e2_rows)} cases."
         )
     for name in dict.fromkeys(r["group"] for r in eq_rows):
         rs = [r for r in eq_rows if r["group"] == name and r["element"] != 0]
@@ -868,8 +887,10 @@ the `sim` command does it: {"yes" if tuned else "no"}.
 mode, median ms of {args.repeats} runs of at least {args.min_seconds:g} s each, the implementations timed
 alternately in one process. The reference `nn.Conv2d` has the same tensor sizes ({args.fields}·|G|
 channels in and out, same kernel and padding): the floor for a G-CNN layer that expands a filter bank.
-Goals: ours / Conv2d ≤ 1.05, ours / e2cnn ≤ 1. *Expansion* is the filter expansion alone (weights →
-filter bank and bias, forward and backward), timed alongside; its share is of our forward+backward.
+The ratios are medians over the rounds of the ratio within each round (the runs compared a few
+seconds apart); goals: ours / Conv2d ≤ 1.05, ours / e2cnn ≤ 1. *Expansion* is the filter expansion
+alone (weights → filter bank and bias, forward and backward), timed alongside; its share is of our
+forward+backward.
 *Eval fwd* is eval-mode forward under `torch.no_grad()`, where our layer and e2cnn reuse the expanded
 bank. *Clean rounds*: a round (one timed run of each implementation) in which a multi-threaded run used
 fewer than 85% of the cores it should (process CPU time / wall time, against its best run or 95% of

@@ -59,9 +59,12 @@ def test_bench_speed_without_e2cnn(bench, padding):
     # D4: weight [2 fields, 2 fields x 8, 3, 3] + 2 biases; Conv2d 16 -> 16 channels
     assert row["params"] == {"ours": 2 * 16 * 9 + 2, "plain": 16 * 16 * 9 + 16}
     assert row["expand_ms"]["ours"] > 0
+    assert row["ratio"]["plain"] > 0 and row["ratio"]["e2cnn"] is None
     table = bench.speed_table([row])
     assert "P4M (D4)" in table and "e2cnn" not in table
     assert "e2cnn" not in bench.params_table([row])
+    summary = bench._summary([row], [])
+    assert "ours / Conv2d ≤ 1.05: met in" in summary and "e2cnn" not in summary
 
 
 def test_bench_speed_with_e2cnn(bench, e2):
@@ -69,6 +72,7 @@ def test_bench_speed_with_e2cnn(bench, e2):
     assert set(row["train_ms"]) == {"ours", "plain", "e2cnn"}
     assert 0 < row["params"]["e2cnn"] < row["params"]["ours"]  # e2cnn's band-limited basis is smaller
     assert "e2cnn" in bench.speed_table([row])
+    assert "ours / e2cnn ≤ 1: met in" in bench._summary([row], [])
 
 
 def test_equivariance_vs_angle_without_e2cnn(bench):
