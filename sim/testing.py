@@ -32,7 +32,8 @@ EXACT_TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
 
 @dataclass(frozen=True)
 class EquivarianceReport:
-    """Relative errors ``||f(g x) - g f(x)|| / ||f(x)||`` per group element, for one dtype."""
+    """Relative errors ``||f(g x) - g f(x)|| / ||g f(x)||`` per group element (on the disk mask for
+    approximate groups), for one dtype."""
 
     dtype: torch.dtype
     errors: dict[int, float]

@@ -110,8 +110,8 @@ def kernel_transforms(group: PlanarGroup, size: int) -> tuple[np.ndarray, bool]:
     Returns:
         ``(M, exact)``: ``M`` is ``[|G|, size*size, size*size]`` with ``(T_g K).flat = M[g] @ K.flat``;
         ``exact`` says the maps are permutations (groups exact on the grid). Otherwise they are bilinear
-        interpolation matrices restricted to the disk of radius ``size/2`` (pixels outside it are zero
-        in every transformed kernel, so the support is the same for all rotations).
+        interpolation matrices that read only the pixels inside the disk of radius ``size/2`` (the
+        corner pixels of a kernel are ignored; rotated kernels may spill a little weight onto them).
     """
     if size < 1 or size % 2 == 0:
         raise ValueError(f"kernel size must be a positive odd int (a centre pixel), got {size}")
