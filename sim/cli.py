@@ -104,7 +104,10 @@ def _build_parser() -> argparse.ArgumentParser:
             "the "
             "trajectory in memory. Divergence (NaN/Inf or blow-up) is recorded per sample in diverged_at; "
             "what was written before stays valid. --element applies a D4 element (0-7: r^k s^m = 4m + k) to "
-            "the initial frames and the forcing, to evaluate on a rotated/reflected test set."
+            "the initial frames and the forcing, to evaluate on a rotated/reflected test set. The model "
+            "steps as many data frames as it was trained to (data.stride of its config), and the data must "
+            "have the grid, domain, time step and viscosity it was trained on (--ignore-data-mismatch to "
+            "roll out anyway, e.g. an FNO at another resolution)."
         ),
         epilog="Example: sim rollout --checkpoint runs/p4m/checkpoints/last.pt --data runs/demo/ns2d_demo.nc "
         "--steps 200 --samples 6:8 --out runs/p4m/rollout.nc",
@@ -122,6 +125,11 @@ def _build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--batch-size", type=int, default=8, help="samples rolled out together")
     ro.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ro.add_argument("--overwrite", action="store_true", help="replace an existing OUT.nc")
+    ro.add_argument(
+        "--ignore-data-mismatch",
+        action="store_true",
+        help="roll out on data whose grid, time step or physics differ from the training data's",
+    )
     ro.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ro.set_defaults(func=_cmd_rollout)
 
@@ -229,12 +237,20 @@ def _sample_range(text: str | None) -> range | None:
 
 
 def _cmd_rollout(args: argparse.Namespace) -> int:
+    from sim.data.ns2d import NS2DWindows
     from sim.evaluate import rollout_to_netcdf
-    from sim.train import load_stepper
+    from sim.train import check_data_fits, load_stepper
 
     if args.steps < 1:
         raise ValueError(f"--steps: expected a positive int, got {args.steps}")
+    from sim.io import check_output_path
+
+    check_output_path(args.out, overwrite=args.overwrite)
     stepper, config, ckpt = load_stepper(args.checkpoint)
+    stride = config.data.stride
+    if "data" in ckpt and not args.ignore_data_mismatch:
+        windows = NS2DWindows(args.data, history=stepper.history, stride=stride)
+        check_data_fits(ckpt["data"], windows, hint=" (pass --ignore-data-mismatch to roll out anyway)")
     out = rollout_to_netcdf(
         stepper,
         args.data,
@@ -242,6 +258,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         steps=args.steps,
         samples=_sample_range(args.samples),
         start=args.start,
+        stride=stride,
         element=args.element,
         batch_size=args.batch_size,
         device=args.device,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 import yaml
@@ -237,3 +238,48 @@ def test_train_rollout_evaluate_end_to_end(tmp_path, capsys):
         assert main(args) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
+
+
+def test_rollout_checks_the_data_against_the_checkpoint_and_keeps_its_stride(tmp_path, capsys):
+    data = tmp_path / "d.nc"
+    assert _generate(data, "samples=3", "t_final=0.9") == 0
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        "model: {name: cnn_resnet, in_fields: 3x pseudoscalar, out_fields: 1x pseudoscalar,"
+        " width: 2, blocks: 1, kernel_size: 3}\n"
+        f"data: {{path: {data}, history: 2, stride: 2, train_samples: [0, 2], val_samples: [2, 3]}}\n"
+        "train: {steps: 1, batch_size: 1, log_every: 1, val_every: 1, checkpoint_every: 1, device: cpu}\n"
+    )
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(exp), "--out", str(run), "--no-progress"]) == 0
+    ckpt = str(run / "checkpoints" / "last.pt")
+
+    def rollout(path, out, *extra):
+        return main(
+            ["rollout", "--checkpoint", ckpt, "--data", str(path), "--steps", "2", "--out", str(out)]
+            + ["--no-progress", *extra]
+        )
+
+    # the model steps two frames at a time: lead l is frame start + (history - 1 + l) * stride
+    assert rollout(data, tmp_path / "r.nc") == 0
+    with xr.open_dataset(tmp_path / "r.nc") as ds, xr.open_dataset(data) as truth:
+        assert ds.attrs["stride"] == 2
+        frame_times = truth["time"].values[[2 + 2 * lead for lead in (1, 2)]]
+        np.testing.assert_allclose(ds["time"].values, frame_times, rtol=1e-12)
+        np.testing.assert_allclose(ds["lead_model_time"].values, [0.2, 0.4], rtol=1e-12)
+    capsys.readouterr()
+
+    # other grids, time steps or viscosity: one line naming what differs, nothing written
+    for name, extra, message in [
+        ("grid", ["resolution=4", "solver.resolution=8"], "grid [4, 4] (trained on [8, 8])"),
+        ("interval", ["record_every=0.2", "t_final=1.2"], "step_time 0.4 (trained on 0.2)"),
+        ("nu", ["solver.viscosity=0.01"], "viscosity 0.01 (trained on 0.001)"),
+    ]:
+        other = tmp_path / f"{name}.nc"
+        assert _generate(other, "samples=1", "t_final=0.9", *extra) == 0
+        capsys.readouterr()
+        assert rollout(other, tmp_path / f"r_{name}.nc") == 2
+        err = capsys.readouterr().err
+        assert message in err and str(other) in err and "--ignore-data-mismatch" in err, err
+        assert err.count("\n") == 1 and not (tmp_path / f"r_{name}.nc").exists()
+    assert rollout(tmp_path / "grid.nc", tmp_path / "r_grid.nc", "--ignore-data-mismatch") == 0

@@ -379,6 +379,7 @@ class NS2DWindows(torch.utils.data.Dataset):
             n_samples, n_frames = ds.sizes["sample"], ds.sizes["time"]
             self.attrs = dict(ds.attrs)
             self.times = ds["time"].values
+            self.grid_shape = (ds.sizes["y"], ds.sizes["x"])
             forcing = ds["forcing"]
             if forcing.dims not in (("y", "x"), ("sample", "y", "x")):
                 raise DataFileError(

@@ -154,9 +154,10 @@ def sample_positions(ds: xr.Dataset, samples: np.ndarray) -> np.ndarray:
     return np.asarray([lookup[int(s)] for s in samples], dtype=np.int64)
 
 
-def read_frames(ds: xr.Dataset, positions: np.ndarray, first: int, stop: int) -> np.ndarray:
-    """Vorticity frames ``first .. stop-1`` of the samples at ``positions``, ``[S, stop-first, y, x]``."""
-    block = ds["vorticity"].isel(sample=xr.DataArray(positions, dims="s"), time=slice(first, stop))
+def read_frames(ds: xr.Dataset, positions: np.ndarray, first: int, stop: int, *, step: int = 1) -> np.ndarray:
+    """Vorticity frames ``first, first + step, ...`` (before ``stop``) of the samples at ``positions``,
+    ``[S, L, y, x]``."""
+    block = ds["vorticity"].isel(sample=xr.DataArray(positions, dims="s"), time=slice(first, stop, step))
     return np.asarray(block.values, dtype=np.float32)  # [S, L, y, x]
 
 

@@ -194,10 +194,11 @@ def evaluate_rollout(
 ) -> xr.Dataset:
     """Compare a rollout written by ``rollout_to_netcdf`` with the data file it started from.
 
-    Lead ``l`` is compared with frame ``start + history - 1 + l`` of the truth (the rollout's ``start``
-    and ``history`` attributes), transformed by the rollout's D4 element like its initial frames; leads
-    past the truth's last frame get NaN errors (the truth may be shorter than the rollout). The files are
-    read ``chunk`` leads at a time, so memory does not grow with the rollout's length.
+    Lead ``l`` is compared with frame ``start + (history - 1 + l) * stride`` of the truth (the rollout's
+    ``start``, ``history`` and ``stride`` attributes; stride 1 when absent), transformed by the rollout's
+    D4 element like its initial frames; leads past the truth's last frame get NaN errors (the truth may
+    be shorter than the rollout). The files are read ``chunk`` leads at a time, so memory does not grow
+    with the rollout's length.
 
     Args:
         pred_path: the rollout file.
@@ -246,6 +247,7 @@ def evaluate_rollout(
                     f"{pred_path}: missing attribute '{key}' (a file from rollout_to_netcdf?)"
                 )
         start, history = int(attrs["start"]), int(attrs["history"])
+        stride = int(attrs.get("stride", 1))
         stored = attrs.get("element")
         g = check_element(int(stored) if stored is not None else element)
         if element is not None and check_element(element) != g:
@@ -270,8 +272,8 @@ def evaluate_rollout(
             if "diverged_at" in pred.variables
             else np.full(S, -1, dtype=np.int32)
         )
-        first = start + history - 1  # the truth frame at lead 0
-        truth_leads = int(np.clip(src.n_frames - 1 - first, 0, None))
+        first = start + (history - 1) * stride  # the truth frame at lead 0
+        truth_leads = int(np.clip((src.n_frames - 1 - first) // stride, 0, None))
         spec_leads = (
             _default_spectrum_leads(int(leads[-1]), truth_leads)
             if spectrum_leads is None
@@ -297,12 +299,13 @@ def evaluate_rollout(
                 p = np.asarray(pred["vorticity"][:, i0:i1].values, dtype=np.float64)  # [S, l, ny, nx]
                 out["enstrophy_pred"][:, i0:i1] = enstrophy(p)
                 # truth frames for leads[i0:i1], where they exist
-                frames = first + leads[i0:i1]  # [l]
+                frames = first + stride * leads[i0:i1]  # [l]
                 have = frames < src.n_frames
                 t = np.full_like(p, np.nan)
                 if have.any():
                     f0, f1 = int(frames[have][0]), int(frames[have][-1]) + 1
-                    block = torch.from_numpy(read_frames(truth_ds, positions, f0, f1))  # [S, l', y, x]
+                    block = read_frames(truth_ds, positions, f0, f1, step=stride)  # [S, l', y, x]
+                    block = torch.from_numpy(block)
                     t[:, have] = transform_vorticity(block, g).numpy()
                     out["rel_l2"][:, i0:i1] = relative_l2(p, t)
                     out["rmse"][:, i0:i1] = rmse(p, t)

@@ -142,7 +142,7 @@ def plot_snapshots(
 ) -> Path:
     """Truth | prediction | error (prediction - truth) of one sample at a few leads, one row per lead.
 
-    The truth is the data file's frame ``start + history - 1 + lead``, transformed by the rollout's
+    The truth is the data file's frame ``start + (history - 1 + lead) * stride``, transformed by the rollout's
     element; it is blank past the data file's last frame.
 
     Args:
@@ -170,9 +170,10 @@ def plot_snapshots(
         if s not in samples:
             raise ValueError(f"sample: {s} is not in the rollout (samples {samples[:8]}...)")
         src = open_source(truth_path if truth_path is not None else attrs.get("data_file", ""))
-        first = int(attrs.get("start", 0)) + int(attrs.get("history", 1)) - 1
+        stride = int(attrs.get("stride", 1))
+        first = int(attrs.get("start", 0)) + (int(attrs.get("history", 1)) - 1) * stride
         g = int(attrs.get("element", 0))
-        truth_leads = max(src.n_frames - 1 - first, 0)
+        truth_leads = max((src.n_frames - 1 - first) // stride, 0)
         leads = _default_leads(steps, truth_leads) if leads is None else [int(v) for v in leads]
         bad = [v for v in leads if not 1 <= v <= steps]
         if bad or not leads:
@@ -184,7 +185,7 @@ def plot_snapshots(
     with xr.open_dataset(src.path, engine="netcdf4", cache=False) as ds:
         pos = sample_positions(ds, np.asarray([s]))
         for v in leads:
-            f = first + v
+            f = first + v * stride
             if f < src.n_frames:
                 frame = torch.from_numpy(read_frames(ds, pos, f, f + 1)[0, 0])  # [y, x]
                 truths.append(transform_vorticity(frame, g).double().numpy())

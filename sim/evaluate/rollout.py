@@ -7,12 +7,14 @@ File layout (netCDF-4)::
     diverged_at(sample)                 int32     first lead at which the sample diverged, -1 if never
     initial_max_abs(sample)             float32   max |w| over the initial frames (the blow-up reference)
     coordinates: sample (indices of the data file), lead_time (1..steps, model steps),
-                 lead_model_time(lead_time) = lead_time x frame interval,
+                 lead_model_time(lead_time) = lead_time x stride x the data's frame interval,
                  time(lead_time) = the data file's time of the predicted frame, y, x
-    attributes:  data_file, start, history, steps, element, element_name, group, frame_interval,
-                 init_time, blowup_factor, sim_version, created, and the caller's ``attrs``
+    attributes:  data_file, start, history, stride, steps, element, element_name, group, frame_interval
+                 (of the rollout: stride x the data's), init_time, blowup_factor, sim_version, created,
+                 and the caller's ``attrs``
 
-Lead ``l`` of a rollout from frame ``start`` predicts the data file's frame ``start + history - 1 + l``.
+Lead ``l`` of a rollout from frame ``start`` with ``stride`` ``s`` predicts the data file's frame
+``start + (history - 1 + l) * s``: a model trained on every ``s``-th frame steps ``s`` frames at a time.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ _RESERVED_ATTRS = frozenset(
         "data_file",
         "start",
         "history",
+        "stride",
         "steps",
         "element",
         "element_name",
@@ -73,6 +76,7 @@ def rollout_to_netcdf(
     steps: int,
     samples: Sequence[int] | None = None,
     start: int = 0,
+    stride: int = 1,
     element: int | None = None,
     batch_size: int = 8,
     chunk: int = 32,
@@ -84,13 +88,13 @@ def rollout_to_netcdf(
 ) -> Path:
     """Roll a stepper out autoregressively for ``steps`` steps and stream the states to netCDF.
 
-    For each sample, the ``stepper.history`` frames ``start, ..., start + history - 1`` of the data file
-    and that sample's forcing start the rollout; with ``element`` both are first transformed by that D4
-    element (vorticity and forcing are pseudoscalars), so the rollout can be compared with the
-    transformed truth. Samples run in batches of ``batch_size``; each batch's states are gathered in a
-    buffer of ``chunk`` steps and written when it fills, so memory does not grow with ``steps``. The file
-    is written under a temporary name and renamed when complete: an interrupted run leaves no file that
-    looks whole.
+    For each sample, the ``stepper.history`` frames ``start, start + stride, ..., start + (history - 1) *
+    stride`` of the data file and that sample's forcing start the rollout; with ``element`` both are
+    first transformed by that D4 element (vorticity and forcing are pseudoscalars), so the rollout can
+    be compared with the transformed truth. Samples run in batches of ``batch_size``; each batch's
+    states are gathered in a buffer of ``chunk`` steps and written when it fills, so memory does not
+    grow with ``steps``. The file is written under a temporary name and renamed when complete: an
+    interrupted run leaves no file that looks whole.
 
     Divergence, per sample: a state with NaN/Inf, or with ``max |w|`` above ``blowup_factor`` times the
     max ``|w|`` of its initial frames (only NaN/Inf count when those are all zero). The first such lead
@@ -104,7 +108,8 @@ def rollout_to_netcdf(
         out_path: the netCDF file to write; its folder must exist.
         steps: number of autoregressive steps (>= 1).
         samples: indices along the data file's ``sample`` dimension; all when None.
-        start: first initial frame (the rollout starts after frame ``start + history - 1``).
+        start: first initial frame (the rollout starts after frame ``start + (history - 1) * stride``).
+        stride: data frames per model step, as the model was trained (``data.stride`` of its config).
         element: a D4 element ``0..7`` (see ``sim.groups.planar``) applied to the initial frames and the
             forcing, or None.
         batch_size: samples rolled out together.
@@ -128,6 +133,7 @@ def rollout_to_netcdf(
     out = check_output_path(out_path, overwrite=overwrite)  # fail before any work
     steps = check_int("steps", steps, minimum=1)
     start = check_int("start", start, minimum=0)
+    stride = check_int("stride", stride, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     chunk = check_int("chunk", chunk, minimum=1)
     g = check_element(element)
@@ -143,10 +149,10 @@ def rollout_to_netcdf(
             f"stepper: expected 1 state channel (vorticity) and 0 or 1 forcing channels, got {C} and {F}"
         )
     src = open_source(data_path)
-    if start + T > src.n_frames:
+    if start + (T - 1) * stride + 1 > src.n_frames:
         raise DataFileError(
-            f"{src.path}: {src.n_frames} frames per sample are too few for start={start} and "
-            f"history={T} (need at least {start + T})"
+            f"{src.path}: {src.n_frames} frames per sample are too few for start={start}, "
+            f"history={T} and stride={stride} (need at least {start + (T - 1) * stride + 1})"
         )
     if F and not src.has_forcing:
         raise DataFileError(f"{src.path}: no 'forcing' variable, but the stepper takes a forcing channel")
@@ -166,13 +172,14 @@ def rollout_to_netcdf(
     was_training = stepper.training
     stepper.to(device).eval()
     S, H, W = picks.size, src.nx if g % 2 else src.ny, src.ny if g % 2 else src.nx
-    init_time = float(src.times[start + T - 1])
-    interval = src.frame_interval
+    init_time = float(src.times[start + (T - 1) * stride])
+    interval = src.frame_interval * stride
     meta = {
         "title": "autoregressive rollout of a sim Stepper (2D Navier-Stokes vorticity)",
         "data_file": str(src.path.resolve()),
         "start": start,
         "history": T,
+        "stride": stride,
         "steps": steps,
         "element": g,
         "element_name": element_name(g),
@@ -184,7 +191,9 @@ def rollout_to_netcdf(
             "NaN/Inf or max|w| > blowup_factor x max|w| of the initial frames; diverged_at is the first such "
             "lead, and that lead and all later ones are NaN"
         ),
-        "lead_convention": "lead l predicts frame start + history - 1 + l of data_file (after element)",
+        "lead_convention": (
+            "lead l predicts frame start + (history - 1 + l) * stride of data_file (after element)"
+        ),
         "sim_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **{k: netcdf_attr(v) for k, v in extra.items()},
@@ -208,7 +217,7 @@ def rollout_to_netcdf(
             with _create(tmp, S, steps, H, W, chunk, labels, coords, init_time, interval, meta) as nc:
                 for b0 in range(0, S, batch_size):
                     positions = picks[b0 : b0 + batch_size]
-                    history, forcing = _initial(ds, src.shared_forcing, positions, start, T, F, g)
+                    history, forcing = _initial(ds, src.shared_forcing, positions, start, T, F, g, stride)
                     diverged, init_max = _roll_batch(
                         stepper,
                         history.to(device=device, dtype=dtype),
@@ -228,10 +237,18 @@ def rollout_to_netcdf(
 
 
 def _initial(
-    ds: xr.Dataset, shared_forcing: bool, positions: np.ndarray, start: int, T: int, F: int, g: int
+    ds: xr.Dataset,
+    shared_forcing: bool,
+    positions: np.ndarray,
+    start: int,
+    T: int,
+    F: int,
+    g: int,
+    stride: int,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The (transformed) initial frames ``[B, T, 1, H, W]`` and forcing ``[B, 1, H, W]`` (or None)."""
-    frames = torch.from_numpy(read_frames(ds, positions, start, start + T))  # [B, T, H, W]
+    stop = start + (T - 1) * stride + 1
+    frames = torch.from_numpy(read_frames(ds, positions, start, stop, step=stride))  # [B, T, H, W]
     if not torch.isfinite(frames).all():
         raise DataFileError(f"samples {positions.tolist()}: the initial frames contain NaN/Inf")
     history = transform_vorticity(frames, g)[:, :, None]  # [B, T, 1, H, W]

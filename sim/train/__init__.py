@@ -2,7 +2,15 @@
 
 from sim.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from sim.train.config import DataSpec, ExperimentConfig, TrainSpec
-from sim.train.engine import TrainResult, build_stepper, compute_statistics, load_stepper, train
+from sim.train.engine import (
+    TrainResult,
+    build_stepper,
+    check_data_fits,
+    compute_statistics,
+    data_signature,
+    load_stepper,
+    train,
+)
 from sim.train.stepper import FieldStats, Stepper, field_stats
 
 __all__ = [
@@ -14,7 +22,9 @@ __all__ = [
     "TrainResult",
     "TrainSpec",
     "build_stepper",
+    "check_data_fits",
     "compute_statistics",
+    "data_signature",
     "field_stats",
     "load_checkpoint",
     "load_stepper",

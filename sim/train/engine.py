@@ -47,7 +47,15 @@ from sim.train.checkpoint import CheckpointError, load_checkpoint, rng_state, sa
 from sim.train.config import ExperimentConfig
 from sim.train.stepper import FieldStats, Stepper, field_stats
 
-__all__ = ["TrainResult", "build_stepper", "compute_statistics", "load_stepper", "train"]
+__all__ = [
+    "TrainResult",
+    "build_stepper",
+    "check_data_fits",
+    "compute_statistics",
+    "data_signature",
+    "load_stepper",
+    "train",
+]
 
 LOG_FIELDS = ["step", "loss", "unroll", "lr", "samples_per_s", "val_loss_1", "val_loss_unroll"]
 
@@ -116,6 +124,56 @@ def _types(config: ExperimentConfig) -> tuple[FieldType, FieldType]:
             f"({config.model.out_fields}) followed by the forcing fields, got {config.model.in_fields!r}"
         )
     return out_type, FieldType(group, in_type.reps[n_state:])
+
+
+def data_signature(windows: NS2DWindows) -> dict:
+    """What a stepper trained on ``windows`` assumes of any data it is later rolled out on.
+
+    Returns:
+        ``{"grid": [ny, nx], "length": domain side, "step_time": model time per step (frame interval x
+        stride), "viscosity": ..., "drag": ...}``; a value the file does not record is None.
+    """
+    attrs = windows.attrs
+    times = np.asarray(windows.times, dtype=np.float64)
+    interval = float(times[1] - times[0]) if times.size > 1 else math.nan
+
+    def number(key):
+        value = attrs.get(key)
+        return None if value is None else float(value)
+
+    return {
+        "grid": [int(n) for n in windows.grid_shape],
+        "length": number("length"),
+        "step_time": interval * windows.stride,
+        "viscosity": number("viscosity"),
+        "drag": number("drag"),
+    }
+
+
+def check_data_fits(trained: dict, windows: NS2DWindows, *, hint: str = "") -> None:
+    """Raise unless ``windows`` has the grid, domain, time step and physics a stepper was trained on.
+
+    Args:
+        trained: ``data_signature`` of the training data (stored in checkpoints as ``"data"``).
+        windows: the data to roll out on, with the stride the stepper was trained with.
+        hint: appended to the message (e.g. how to override the check).
+
+    Raises:
+        DataFileError: one line naming the file, each value that differs and the value trained on.
+    """
+    got = data_signature(windows)
+    diffs = []
+    for key, want in trained.items():
+        have = got.get(key)
+        if want is None or have is None:
+            continue
+        same = have == want if key == "grid" else math.isclose(have, want, rel_tol=1e-6, abs_tol=1e-12)
+        if not same:
+            diffs.append(f"{key} {have} (trained on {want})")
+    if diffs:
+        raise DataFileError(
+            f"{windows.path}: does not fit the checkpoint's training data: {'; '.join(diffs)}{hint}"
+        )
 
 
 def _layout(config: ExperimentConfig, stepper: Stepper) -> dict:
@@ -427,6 +485,7 @@ def train(
                     "scheduler": scheduler.state_dict(),
                     "rng": rng_state(),
                     "layout": _layout(config, core),
+                    "data": data_signature(train_set),
                     "metrics": {"loss": loss_value, "val_loss_1": val1},
                 },
             )

@@ -110,6 +110,26 @@ def test_evaluate_rollout_against_a_direct_computation(tmp_path, make_code_stepp
     assert np.isfinite(m["spectrum_pred"].sel(spectrum_lead=12)).all()  # the steady samples
 
 
+def test_a_strided_rollout_is_compared_with_every_strideth_frame(tmp_path, make_code_stepper, make_code_data):
+    # history frames 1, 4 (stride 3); lead l predicts frame 4 + 3 l: leads 1, 2 have truth in 11 frames
+    data = make_code_data(tmp_path / "codes.nc", [0.0], frames=11)
+    stepper = make_code_stepper(history=2)
+    roll = rollout_to_netcdf(stepper, data, tmp_path / "r.nc", steps=3, start=1, stride=3, progress=False)
+    m = evaluate_rollout(roll, data)
+    with xr.open_dataset(data) as ds, xr.open_dataset(roll) as r:
+        w = ds["vorticity"].values.astype(np.float64)  # [1, 11, 8, 8]
+        np.testing.assert_array_equal(r["vorticity"].values[0, 0], w[0, 4])  # steady: repeats frame 4
+        np.testing.assert_allclose(r["time"].values, ds["time"].values[4] + 1.5 * np.arange(1, 4))
+        assert r.attrs["frame_interval"] == 1.5
+    assert m.attrs["truth_leads"] == 2
+    for lead in (1, 2):
+        t, p = w[0, 4 + 3 * lead], w[0, 4]
+        assert m["rel_l2"].values[0, lead - 1] == pytest.approx(np.linalg.norm(p - t) / np.linalg.norm(t))
+    assert np.isnan(m["rel_l2"].values[0, 2])
+    with pytest.raises(DataFileError, match="too few for start=5, history=2 and stride=6"):
+        rollout_to_netcdf(stepper, data, tmp_path / "x.nc", steps=1, start=5, stride=6, progress=False)
+
+
 def test_metrics_are_saved_to_netcdf_and_csv(tmp_path, make_code_stepper, make_code_data):
     data = make_code_data(tmp_path / "codes.nc", [0.0, 0.0])
     roll = rollout_to_netcdf(make_code_stepper(), data, tmp_path / "r.nc", steps=5, progress=False)

@@ -114,7 +114,7 @@ def test_bad_arguments_are_one_line_errors(tmp_path, ns_data, make_model_stepper
         rollout_to_netcdf(stepper, ns_data, out, steps=0)
     with pytest.raises(ValueError, match="element: expected None or a D4 element"):
         rollout_to_netcdf(stepper, ns_data, out, steps=1, element=8)
-    with pytest.raises(DataFileError, match="too few for start=8 and history=4"):
+    with pytest.raises(DataFileError, match="too few for start=8, history=4 and stride=1"):
         rollout_to_netcdf(stepper, ns_data, out, steps=1, start=8)
     with pytest.raises(ValueError, match=r"samples: indices \[3\] out of range"):
         rollout_to_netcdf(stepper, ns_data, out, steps=1, samples=[3])
