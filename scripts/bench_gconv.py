@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from sim.groups import FieldType, PlanarGroup, group_from_name  # noqa: E402
 from sim.io import atomic_output, write_markdown_section  # noqa: E402
 from sim.nn import GroupConv2d, group_pool  # noqa: E402
-from sim.runtime import describe_machine, tune_cpu_allocator  # noqa: E402
+from sim.runtime import describe_machine, time_interleaved, tune_cpu_allocator  # noqa: E402
 from sim.testing import equivariance_errors  # noqa: E402
 
 START, END = "<!-- bench_gconv:start -->", "<!-- bench_gconv:end -->"
@@ -167,95 +167,6 @@ def _e2cnn_as_ours(e2, modules: list, group: PlanarGroup, *, regular_in: bool, p
 
 # ---------------------------------------------------------------------------------------------------
 # timing
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_interleaved(
-    fns: dict[str, Callable[[], object]],
-    *,
-    repeats: int,
-    min_seconds: float,
-    device: torch.device | str = "cpu",
-    max_extra_rounds: int | None = None,
-) -> dict[str, dict]:
-    """Median seconds per call of each function, the functions timed alternately.
-
-    Each function is warmed up twice, then called ``n`` times per timed run (``n`` so that a run lasts at
-    least ``min_seconds``); every round times one run of each function, starting one later each round so
-    no function always follows the same one.
-
-    On CPU a round is *contended* when a multi-threaded function (seen using at least 1.5 cores, or taking
-    at least 20 ms a call) got less than 85% of its best CPU share (process CPU time / wall time), or of
-    95% of the torch threads if that is more: another process took cores from it. Contended rounds are
-    re-run, up to ``max_extra_rounds`` (default ``2 * repeats``) extra rounds, and the medians are over the
-    clean rounds when there are at least 3 of them.
-
-    Returns:
-        ``{name: {"median": s, "min": s, "max": s, "calls": n, "rounds": r, "clean": c, "cpu_share": x,
-        "samples": [s, ...]}}``, seconds per call; ``rounds`` timed, ``clean`` of them uncontended;
-        ``cpu_share`` the median cores used (process CPU time / wall time); ``samples`` the times of the
-        rounds the medians are over, in the same rounds for every function.
-    """
-    device = torch.device(device)
-    extra = 2 * repeats if max_extra_rounds is None else max_extra_rounds
-    calls = {}
-    for name, fn in fns.items():
-        fn()
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        once = time.perf_counter() - t0
-        calls[name] = max(1, min(10_000, math.ceil(min_seconds / max(once, 1e-9))))
-    names = list(fns)
-    rounds: list[dict[str, tuple[float, float]]] = []  # per round: name -> (s per call, CPU share)
-
-    threads = torch.get_num_threads()
-
-    def clean_rounds() -> list[dict]:
-        if device.type != "cpu" or threads < 2:
-            return rounds
-        best = {name: max(r[name][1] for r in rounds) for name in names}
-        slow = {name: statistics.median(r[name][0] for r in rounds) >= 0.02 for name in names}
-        # multi-threaded: seen using 1.5+ cores, or long enough (>= 20 ms a call) that ATen splits it
-        floor = {
-            name: 0.85 * max(best[name], 0.95 * threads) for name in names if best[name] >= 1.5 or slow[name]
-        }
-        return [r for r in rounds if all(r[name][1] >= f for name, f in floor.items())]
-
-    while len(rounds) < repeats or (len(clean_rounds()) < repeats and len(rounds) < repeats + extra):
-        k = len(rounds) % len(names)
-        result = {}
-        for name in names[k:] + names[:k]:
-            fn, n = fns[name], calls[name]
-            _sync(device)
-            c0, t0 = time.process_time(), time.perf_counter()
-            for _ in range(n):
-                fn()
-            _sync(device)
-            wall = time.perf_counter() - t0
-            result[name] = (wall / n, (time.process_time() - c0) / max(wall, 1e-12))
-        rounds.append(result)
-    clean = clean_rounds()
-    used = clean if len(clean) >= min(3, repeats) else rounds
-    out = {}
-    for name in names:
-        t = [r[name][0] for r in used]
-        out[name] = {
-            "median": statistics.median(t),
-            "min": min(t),
-            "max": max(t),
-            "calls": calls[name],
-            "rounds": len(rounds),
-            "clean": len(clean),
-            "cpu_share": statistics.median(r[name][1] for r in used),
-            "samples": t,
-        }
-    return out
-
-
 def _params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
