@@ -327,6 +327,9 @@ def evaluate_rollout(
         with_div = np.where((diverged_at >= 0) & ((cross < 0) | (diverged_at < cross)), diverged_at, cross)
         per_sample_cross.append(with_div)
     means = {f"{name}_mean": _mean_over_samples(out[name]) for name in fields}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # > 1: the surrogate builds up small-scale vorticity; < 1: it damps (blurs) the flow
+        ens_ratio = means["enstrophy_pred_mean"] / means["enstrophy_truth_mean"]  # [L]
     mean_cross = [int(_first_crossing(means["rel_l2_mean"], thr, leads)) for thr in thresholds]
 
     coords = {
@@ -351,6 +354,11 @@ def evaluate_rollout(
             name: (("lead_time",), values, {"long_name": f"{name[:-5]}, mean over the samples finite there"})
             for name, values in means.items()
         },
+        "enstrophy_ratio_mean": (
+            ("lead_time",),
+            ens_ratio,
+            {"long_name": "enstrophy_pred_mean / enstrophy_truth_mean (< 1: damped, > 1: amplified)"},
+        ),
         "diverged_at": (("sample",), diverged_at, {"long_name": "first diverged lead, -1 if none"}),
         "diverged_fraction": (
             ("lead_time",),

@@ -33,6 +33,7 @@ _LABELS = {
     "rmse": "RMSE",
     "correlation": "correlation with the truth",
     "enstrophy_pred": "enstrophy of the prediction",
+    "enstrophy_ratio": "enstrophy, prediction / truth",
 }
 
 
@@ -74,8 +75,8 @@ def plot_error_curves(
         transformed: model name -> metrics on a transformed test set (dashed, in the model's colour;
             the element is read from the Dataset's attributes). Names not in ``curves`` get their own
             colour.
-        metric: ``"rel_l2"``, ``"rmse"``, ``"correlation"`` or ``"enstrophy_pred"`` (the ``*_mean``
-            variable is plotted).
+        metric: ``"rel_l2"``, ``"rmse"``, ``"correlation"``, ``"enstrophy_pred"`` or
+            ``"enstrophy_ratio"`` (the ``*_mean`` variable is plotted).
         thresholds: horizontal dotted lines (e.g. the time-to-threshold levels).
         log_y: logarithmic y axis; default for errors, linear for the others.
         title: the plot title.

@@ -45,6 +45,8 @@ SUMMARY_COLUMNS = (
     "rel_l2_end",
     "rel_l2_avg",
     "end_lead",
+    "enstrophy_ratio_10",
+    "enstrophy_ratio_end",
     "time_to_thresholds",
     "diverged",
     "first_divergence",
@@ -79,10 +81,10 @@ def _file_stem(result: EvalResult) -> str:
     return _slug(result.name) + (f"_g{result.element}" if result.element else "")
 
 
-def _at(ds: xr.Dataset, lead: int) -> float:
+def _at(ds: xr.Dataset, lead: int, var: str = "rel_l2_mean") -> float:
     leads = ds["lead_time"].values
     hit = np.nonzero(leads == lead)[0]
-    return float(ds["rel_l2_mean"].values[hit[0]]) if hit.size else math.nan
+    return float(ds[var].values[hit[0]]) if hit.size and var in ds.variables else math.nan
 
 
 def summary_rows(results: Sequence[EvalResult]) -> list[dict]:
@@ -90,7 +92,9 @@ def summary_rows(results: Sequence[EvalResult]) -> list[dict]:
 
     ``rel_l2_1``, ``rel_l2_10``: the mean relative L2 error at leads 1 and 10; ``rel_l2_end`` at
     ``end_lead``, the last lead with truth; ``rel_l2_avg`` averaged over the leads with truth (each the
-    mean over the samples still finite there); ``time_to_thresholds``: ``{threshold: first lead where the
+    mean over the samples still finite there); ``enstrophy_ratio_10``, ``enstrophy_ratio_end``: the
+    predicted over the true mean enstrophy at lead 10 and at ``end_lead`` (below 1: the surrogate damps the
+    flow; above: it amplifies small scales); ``time_to_thresholds``: ``{threshold: first lead where the
     mean crosses it, or -1}``; ``diverged``: the number of diverged samples; ``first_divergence``: the
     earliest divergence lead, -1 if none. Floats are NaN where undefined.
     """
@@ -114,6 +118,8 @@ def summary_rows(results: Sequence[EvalResult]) -> list[dict]:
                 "rel_l2_end": _at(ds, end) if end >= 1 else math.nan,
                 "rel_l2_avg": float(finite.mean()) if finite.size else math.nan,
                 "end_lead": end,
+                "enstrophy_ratio_10": _at(ds, 10, "enstrophy_ratio_mean"),
+                "enstrophy_ratio_end": _at(ds, end, "enstrophy_ratio_mean") if end >= 1 else math.nan,
                 "time_to_thresholds": {
                     float(t): int(v)
                     for t, v in zip(ds["threshold"].values, ds["time_to_threshold_mean"].values, strict=True)
@@ -138,6 +144,7 @@ def format_summary(rows: Sequence[dict]) -> str:
     thresholds = sorted({t for r in rows for t in r["time_to_thresholds"]})
     head = (
         ["model", "test set", "rel L2 @1", "rel L2 @10", "rel L2 @end (lead)", "rel L2 avg"]
+        + ["enstrophy ratio @10", "enstrophy ratio @end"]
         + [f"steps to {t:g}" for t in thresholds]
         + ["diverged", "first divergence"]
     )
@@ -150,6 +157,8 @@ def format_summary(rows: Sequence[dict]) -> str:
             _fmt(r["rel_l2_10"]),
             f"{_fmt(r['rel_l2_end'])} ({r['end_lead']})",
             _fmt(r["rel_l2_avg"]),
+            _fmt(r.get("enstrophy_ratio_10", math.nan)),
+            _fmt(r.get("enstrophy_ratio_end", math.nan)),
             *(_lead(r["time_to_thresholds"].get(t, -1)) for t in thresholds),
             f"{r['diverged']}/{r['samples']}",
             _lead(r["first_divergence"]),
@@ -175,9 +184,9 @@ def write_report(
     """Write ``report.md`` with its figures and metric files into ``out_dir``.
 
     Files: ``report.md``; ``error_curves.png`` (relative L2 against lead, every model, transformed test
-    sets dashed) and ``correlation.png``; ``spectra.png`` (the original test set); per result
-    ``metrics_<name>[_g<element>].nc`` and ``.csv`` (``save_metrics``) and, with a rollout file,
-    ``snapshots_<name>[_g<element>].png``. Everything is checked before anything is written.
+    sets dashed), ``correlation.png`` and ``enstrophy_ratio.png``; ``spectra.png`` (the original test
+    set); per result ``metrics_<name>[_g<element>].nc`` and ``.csv`` (``save_metrics``) and, with a
+    rollout file, ``snapshots_<name>[_g<element>].png``. Everything is checked before anything is written.
 
     Args:
         results: one entry per (model, test set).
@@ -210,6 +219,7 @@ def write_report(
     figures = {
         "error": out_dir / "error_curves.png",
         "corr": out_dir / "correlation.png",
+        "enstrophy": out_dir / "enstrophy_ratio.png",
         "spectra": out_dir / "spectra.png",
     }
     metric_files = {s: (out_dir / f"metrics_{s}.nc", out_dir / f"metrics_{s}.csv") for s in stems}
@@ -252,6 +262,15 @@ def write_report(
         title="correlation with the truth against lead time",
         overwrite=overwrite,
     )
+    plot_error_curves(
+        {**original, **extra},
+        figures["enstrophy"],
+        transformed=transformed,
+        metric="enstrophy_ratio",
+        thresholds=(1.0,),
+        title="enstrophy of the prediction over the truth's, against lead time",
+        overwrite=overwrite,
+    )
     spectra_sets = original or {f"{r.name}, {element_name(r.element)}": r.metrics for r in results}
     try:
         plot_spectra(spectra_sets, figures["spectra"], overwrite=overwrite)
@@ -272,7 +291,9 @@ def write_report(
         "",
         "Relative L2 error `||pred - truth|| / ||truth||`, mean over the samples still finite at that lead; "
         "*end* is the last lead with a true frame. *Steps to x*: the first lead at which the mean error "
-        "reaches x. *Diverged*: samples that became NaN/Inf or blew up (see the rollout files' "
+        "reaches x. *Enstrophy ratio*: the prediction's mean enstrophy over the truth's; below 1 the "
+        "surrogate damps (blurs) the flow, above 1 it piles up small scales, usually before a blow-up. "
+        "*Diverged*: samples that became NaN/Inf or blew up (see the rollout files' "
         "`diverged_at`). A transformed test set rolls out from initial frames and forcing transformed by "
         "a D4 element and compares with the equally transformed truth: an exactly equivariant model "
         "scores the same as on the original.",
@@ -284,6 +305,8 @@ def write_report(
         f"![relative L2 error against lead time]({figures['error'].name})",
         "",
         f"![correlation against lead time]({figures['corr'].name})",
+        "",
+        f"![enstrophy ratio against lead time]({figures['enstrophy'].name})",
         "",
     ]
     if "spectra" in figures:

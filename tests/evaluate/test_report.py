@@ -77,8 +77,12 @@ def test_report_files_and_summary_rows(tmp_path, evaluated):
     assert r["rel_l2_end"] == pytest.approx(float(evaluated[0].metrics["rel_l2_mean"][6]))
     assert set(r["time_to_thresholds"]) == {0.1, 0.5} and r["diverged"] == 0 and r["first_divergence"] == -1
     assert r["rel_l2_10"] != r["rel_l2_10"]  # NaN: lead 10 is past the truth
-    for key in ("rel_l2_1", "rel_l2_end", "rel_l2_avg"):  # equivariant: the same on the rot90 test set
+    for key in ("rel_l2_1", "rel_l2_end", "rel_l2_avg", "enstrophy_ratio_end"):  # equivariant: same on rot90
         assert rows[1][key] == pytest.approx(r[key], rel=1e-5)
+    m = evaluated[0].metrics
+    assert r["enstrophy_ratio_end"] == pytest.approx(
+        float(m["enstrophy_pred_mean"][6] / m["enstrophy_truth_mean"][6]), rel=1e-12
+    )
 
     names = {p.name for p in out.iterdir()}
     stems = ["p4m-g-cnn", "p4m-g-cnn_g1", "cnn", "cnn_g1"]
@@ -86,6 +90,7 @@ def test_report_files_and_summary_rows(tmp_path, evaluated):
         "report.md",
         "error_curves.png",
         "correlation.png",
+        "enstrophy_ratio.png",
         "spectra.png",
         *(f"metrics_{s}.{ext}" for s in stems for ext in ("nc", "csv")),
         *(f"snapshots_{s}.png" for s in stems),
@@ -95,7 +100,13 @@ def test_report_files_and_summary_rows(tmp_path, evaluated):
     table = format_summary(rows)
     assert table in text and len(table.splitlines()) == 2 + 4
     assert "| P4M G-CNN | rot90 (g=1) |" in table
-    for link in ("(error_curves.png)", "(spectra.png)", "(metrics_cnn_g1.csv)", "(snapshots_cnn.png)"):
+    for link in (
+        "(error_curves.png)",
+        "(enstrophy_ratio.png)",
+        "(spectra.png)",
+        "(metrics_cnn_g1.csv)",
+        "(snapshots_cnn.png)",
+    ):
         assert link in text
     with pytest.raises(OutputError, match="already exists"):
         write_report(evaluated, out)
