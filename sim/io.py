@@ -73,14 +73,15 @@ def write_markdown_section(
     """Replace the block between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in a markdown file
     (append it if absent; create the file if missing), atomically. Other sections stay as they are.
 
-    This is how each ``scripts/bench_*.py`` owns its section of docs/benchmarks.md.
+    This is how each ``scripts/bench_*.py`` owns its section of docs/benchmarks.md (and each study its
+    section of docs/results.md). ``title`` heads a file created here; an existing file keeps its own.
     """
     path = Path(path)
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     text = (
         path.read_text()
         if path.exists()
-        else "# Benchmarks\n\nEach section is written by the script it names.\n"
+        else f"# {title}\n\nEach section is written by the script it names.\n"
     )
     block = f"{start}\n{section.rstrip()}\n{end}"
     if start in text and end in text:

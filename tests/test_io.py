@@ -32,3 +32,11 @@ def test_markdown_sections_are_replaced_in_place(tmp_path):
     text = md.read_text()
     assert text.startswith("# Benchmarks") and text.count("<!-- one:start -->") == 1
     assert text.index("first, again") < text.index("second") and "first\n" not in text
+
+
+def test_a_new_markdown_file_gets_the_title_an_existing_one_keeps_its_own(tmp_path):
+    md = tmp_path / "r.md"
+    write_markdown_section(md, "study", "numbers", title="Results")
+    write_markdown_section(md, "other", "more", title="Something else")
+    text = md.read_text()
+    assert text.startswith("# Results\n") and "Something else" not in text
