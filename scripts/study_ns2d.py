@@ -264,6 +264,16 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
             cgap = abs(avg["cnn"]["rotated"] - avg["cnn"]["original"]) / avg["cnn"]["original"]
             parts.append(f"for contrast the CNN's rotated/original differ by {cgap:.1%}")
         verdicts.append(f"- {n} training trajectories: the G-CNN's " + "; ".join(parts) + ".")
+        ens = [
+            f"{r['name']} {fmt(err(r.get('original'), 'enstrophy_ratio_10'))} / "
+            f"{fmt(err(r.get('original'), 'enstrophy_ratio_end'))}"
+            for r in per_model.values()
+        ]
+        verdicts.append(
+            f"  Why the errors grow ({n} trajectories): the predicted enstrophy over the true one at lead 10 "
+            f"/ at the last lead is {', '.join(ens)}. Below 1 a model damps (blurs) the flow and its error "
+            "saturates near 1 as it decorrelates; above 1 it piles up small scales, the road to a blow-up."
+        )
     lines += ["### Verdict", "", *verdicts, ""]
     if args.quick:
         lines.append(

@@ -36,6 +36,7 @@ def test_quick_run_writes_results_and_reports(study, tmp_path):
     text = results.read_text()
     assert "<!-- study_ns2d:start -->" in text and "<!-- study_ns2d:end -->" in text
     assert "### 2 training trajectories" in text and "### Verdict" in text
+    assert "Why the errors grow (2 trajectories): the predicted enstrophy" in text
     for name in NAMES:
         assert f"| {name} |" in text
     assert "python scripts/study_ns2d.py --quick" in text
