@@ -12,3 +12,28 @@ def _seed_everything():
     torch.manual_seed(0)
     np.random.seed(0)  # noqa: NPY002 (legacy global state, for code that still uses it)
     yield
+
+
+@pytest.fixture(scope="session")
+def load_script():
+    """Import ``scripts/NAME.py`` as a module (for the scripts' smoke tests); removed again at the end."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "scripts"
+    loaded = []
+
+    def load(name: str):
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses and pickling look the module up by name
+        spec.loader.exec_module(module)
+        loaded.append(name)
+        return module
+
+    yield load
+    for name in loaded:
+        sys.modules.pop(name, None)

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_fno.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_fno", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_fno"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("bench_fno", None)
+def bench(load_script):
+    return load_script("bench_fno")
 
 
 @pytest.fixture(scope="module")

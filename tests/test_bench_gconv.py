@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_gconv.py"
-
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_gconv", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gconv"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("bench_gconv", None)
+def bench(load_script):
+    return load_script("bench_gconv")
 
 
 @pytest.fixture(scope="module")

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "study_ns2d.py"
 NAMES = ("P4M G-CNN", "CNN", "FNO-2D")
 
 
 @pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("study_ns2d", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["study_ns2d"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("study_ns2d", None)
+def study(load_script):
+    return load_script("study_ns2d")
 
 
 def test_quick_run_writes_results_and_reports(study, tmp_path):
