@@ -17,7 +17,7 @@ help:
 	@echo "make test      run the default test suite (creates .venv)"
 	@echo "make test-all  also run the slow tests"
 	@echo "make lint      ruff"
-	@echo "make bench     run the benchmarks and rewrite docs/benchmarks.md"
+	@echo "make bench     install the peers (bench extra), run every scripts/bench_*.py, rewrite docs/benchmarks.md"
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,7 +52,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check sim tests scripts
 
 bench: $(STAMP)
-	$(PY) scripts/bench_ns2d.py
+	$(PIP) install -c $(CONSTRAINTS) -e ".[bench]"
+	for script in scripts/bench_*.py; do $(PY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
