@@ -68,6 +68,51 @@ def _build_parser() -> argparse.ArgumentParser:
     ns.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
     ns.set_defaults(func=_cmd_generate_ns2d)
 
+    dat = sub.add_parser(
+        "data",
+        help="weather data: inspect ERA5-style files, prepare a canonical training store",
+        description=(
+            "Read ERA5-style data in any of the conventions users hold (old and new CDS netCDF, the CDS ZIP, "
+            "WeatherBench2 zarr, lat/lon netCDF) as one canonical form: dims (time, level, latitude, "
+            "longitude), latitude ascending, longitude in [0, 360), level in hPa, WeatherBench2 names."
+        ),
+        formatter_class=_Formatter,
+    )
+    dat_sub = dat.add_subparsers(dest="action", metavar="ACTION", required=True)
+    prep = dat_sub.add_parser(
+        "prepare",
+        help="turn raw downloads into one canonical zarr store with its normalization statistics",
+        description=(
+            "Open the config's sources (paths or globs; several files are merged), select variables and "
+            "levels, check every field, and write OUT (a zarr store, one time step per chunk) with "
+            "OUT/stats.nc (area-weighted mean, std and time-difference std per variable and level over "
+            "the training period only) and OUT/prepare.yaml. Built under a temporary name and renamed."
+        ),
+        epilog=_EPILOG_OVERRIDES + " Example: sim data prepare configs/data/era5_example.yaml "
+        "output=data/era5/train.zarr",
+        formatter_class=_Formatter,
+    )
+    prep.add_argument("config", metavar="YAML", help="prepare config, e.g. configs/data/era5_example.yaml")
+    prep.add_argument("--out", metavar="STORE.zarr", help="output store (default: the config's `output`)")
+    prep.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    prep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    prep.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    prep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    prep.set_defaults(func=_cmd_data_prepare)
+    dins = dat_sub.add_parser(
+        "inspect",
+        help="say what an ERA5-style source holds: convention, variables, levels, grid, time range",
+        description=(
+            "Describe a file, glob, zarr store or CDS ZIP: the convention found, its variables and levels, "
+            "the grid, the time range and step, and missing values; a source that cannot be read is "
+            "explained, not a traceback."
+        ),
+        formatter_class=_Formatter,
+    )
+    dins.add_argument("source", metavar="PATH", help="file, glob (quoted), zarr store or ZIP")
+    dins.add_argument("--full", action="store_true", help="check every field for NaN (reads all data)")
+    dins.set_defaults(func=_cmd_data_inspect)
+
     tr = sub.add_parser(
         "train",
         help="train a one-step surrogate on trajectory data (autoregressive losses, exact resume)",
@@ -186,6 +231,26 @@ def _cmd_generate_ns2d(args: argparse.Namespace) -> int:
         f"wrote {out} ({config.samples} samples x {config.n_frames} frames at {config.resolution}^2), "
         f"{sidecars[0]}, {sidecars[1]}"
     )
+    return 0
+
+
+def _cmd_data_prepare(args: argparse.Namespace) -> int:
+    from sim.config import dump_yaml, load_config
+    from sim.data.weather import WeatherPrepareConfig, prepare_weather
+
+    config = load_config(WeatherPrepareConfig, args.config, args.overrides)
+    if args.print_config:
+        sys.stdout.write(dump_yaml(config))
+        return 0
+    out = prepare_weather(config, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    print(f"wrote {out} (statistics {out / 'stats.nc'}, config {out / 'prepare.yaml'})")
+    return 0
+
+
+def _cmd_data_inspect(args: argparse.Namespace) -> int:
+    from sim.data.era5 import describe_era5
+
+    print(describe_era5(args.source, full=args.full))
     return 0
 
 
@@ -325,7 +390,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sim`` command line; returns the exit code."""
-    args = _build_parser().parse_args(argv)  # --help answers before torch is imported
+    parser = _build_parser()
+    args, extra = parser.parse_known_args(argv)  # --help answers before torch is imported
+    if extra:  # KEY=VALUE overrides after options (`sim data prepare C --out X k=v`) are still overrides
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
     from sim.runtime import tune_cpu_allocator
 
@@ -333,6 +404,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from sim.config import ConfigError
     from sim.data.ns2d import DataFileError
+    from sim.discretize.latlon import GridError
+    from sim.discretize.mesh import MeshError
     from sim.io import OutputError
     from sim.solvers.ns2d import SolverDivergedError
     from sim.train.checkpoint import CheckpointError
@@ -345,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         DataFileError,
         SolverDivergedError,
         CheckpointError,
+        GridError,
+        MeshError,
         FloatingPointError,
     ) as err:
         message = " ".join(str(err).split())  # always one line

@@ -135,8 +135,13 @@ def test_errors_from_the_console_script_have_no_traceback(tmp_path):
 
 
 def test_every_shipped_data_config_loads(capsys):
-    for path in sorted((ROOT / "configs" / "data").glob("*.yaml")):
-        assert main(["generate", "ns2d", "--config", str(path), "--print-config"]) == 0, path
+    commands = {"ns2d": ["generate", "ns2d", "--config"], "swe": ["generate", "swe", "--config"]}
+    commands |= {"era5": ["data", "prepare"], "weather": ["data", "prepare"]}
+    paths = sorted((ROOT / "configs" / "data").glob("*.yaml"))
+    assert paths
+    for path in paths:
+        command = commands[path.stem.split("_")[0]]  # a new kind of config needs a line here
+        assert main([*command, str(path), "--print-config"]) == 0, path
     capsys.readouterr()
 
 
@@ -283,3 +288,40 @@ def test_rollout_checks_the_data_against_the_checkpoint_and_keeps_its_stride(tmp
         assert message in err and str(other) in err and "--ignore-data-mismatch" in err, err
         assert err.count("\n") == 1 and not (tmp_path / f"r_{name}.nc").exists()
     assert rollout(tmp_path / "grid.nc", tmp_path / "r_grid.nc", "--ignore-data-mismatch") == 0
+
+
+def test_data_inspect_and_prepare_from_cds_files(tmp_path, capsys):
+    from sim.data.era5_synthetic import write_era5_sample
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    levels = (500, 850)
+    write_era5_sample(
+        raw / "pl.nc", convention="cds_legacy", times=8, levels=levels, variables=("temperature",)
+    )
+    write_era5_sample(raw / "sl.nc", convention="cds_legacy", times=8, variables=("2m_temperature",))
+    assert main(["data", "inspect", str(raw / "pl.nc")]) == 0
+    text = capsys.readouterr().out
+    assert "cds_legacy" in text and "temperature" in text
+    config = tmp_path / "prep.yaml"
+    config.write_text(
+        f"sources: ['{raw}/*.nc']\ntrain: {{start: '2020-01-01', end: '2020-01-02'}}\n"
+        "variables: [temperature, 2m_temperature]\nlevels: [500, 850]\n"
+    )
+    store = tmp_path / "train.zarr"
+    args = ["data", "prepare", str(config), "--out", str(store), "--no-progress"]
+    assert main(args) == 0
+    assert (store / "stats.nc").is_file() and f"wrote {store}" in capsys.readouterr().out
+    with xr.open_zarr(store) as ds:
+        assert ds["temperature"].dims == ("time", "level", "latitude", "longitude")
+        assert ds.sizes["time"] == 8 and ds["level"].values.tolist() == [500, 850]
+    # bad input: one line, exit code 2, nothing overwritten
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and err.count("\n") == 1
+    assert main(["data", "prepare", str(config), "--out", str(tmp_path / "x.zarr"), "levels=[300]"]) == 2
+    err = capsys.readouterr().err
+    assert "300" in err and err.count("\n") == 1, err
+    (tmp_path / "cut.nc").write_bytes((raw / "pl.nc").read_bytes()[:3000])
+    assert main(["data", "inspect", str(tmp_path / "cut.nc")]) == 0  # explains, does not crash
+    assert "truncated" in capsys.readouterr().out
