@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 import yaml
 
@@ -325,3 +326,42 @@ def test_data_inspect_and_prepare_from_cds_files(tmp_path, capsys):
     (tmp_path / "cut.nc").write_bytes((raw / "pl.nc").read_bytes()[:3000])
     assert main(["data", "inspect", str(tmp_path / "cut.nc")]) == 0  # explains, does not crash
     assert "truncated" in capsys.readouterr().out
+
+
+def test_swe_data_runs_through_the_weather_pipeline(tmp_path, capsys):
+    # sim generate swe -> sim data prepare -> WeatherWindows: two trajectories with a gap between them,
+    # the tilted rotation axis carried through to the forcings
+    from sim.data import WeatherWindows
+
+    out = tmp_path / "swe.nc"
+    tiny = [
+        "grid.nlat=16",
+        "grid.nlon=32",
+        "solver.dt=3600",
+        "solver.tilt=30",
+        "duration_days=1",
+        "samples=2",
+    ]
+    config = str(ROOT / "configs/data/swe_demo.yaml")
+    assert main(["generate", "swe", "--config", config, "--out", str(out), "--no-progress", *tiny]) == 0
+    files = sorted(tmp_path.glob("swe_*.nc"))
+    assert [f.name for f in files] == ["swe_000.nc", "swe_001.nc"]
+    assert (tmp_path / "swe_000.png").is_file() and (tmp_path / "swe_001.yaml").is_file()
+    prep = tmp_path / "prep.yaml"
+    prep.write_text(
+        f"sources: ['{tmp_path}/swe_*.nc']\ntrain: {{start: '2000-01-01', end: '2000-01-01T12'}}\n"
+    )
+    store = tmp_path / "swe.zarr"
+    assert main(["data", "prepare", str(prep), "--out", str(store), "--no-progress"]) == 0
+    capsys.readouterr()
+    windows = WeatherWindows(store, history=2)
+    assert windows.channel_names == ["geopotential@500", "u_component_of_wind@500", "v_component_of_wind@500"]
+    assert len(windows) == 2 * (5 - 2)  # 5 frames per 1-day trajectory, no window across the gap
+    tilt = np.deg2rad(30.0)
+    np.testing.assert_allclose(np.linalg.norm(windows.rotation), 1.0, rtol=1e-3)
+    assert windows.rotation[2] == pytest.approx(np.cos(tilt), rel=1e-3)
+    inputs, targets, forcings = windows[len(windows) - 1]
+    assert inputs.shape == (2, 3, 16, 32) and targets.shape == (1, 3, 16, 32)
+    assert torch.isfinite(inputs).all() and forcings.shape == (1, 9, 16, 32)
+    assert main(["generate", "swe", "--config", config, "--out", str(out), *tiny]) == 2  # no overwrite
+    assert "already exists" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """Trajectories on disk and training windows: 2D Navier-Stokes data, ERA5-style weather data in every
-convention users hold (read as one canonical form), normalization statistics and autoregressive windows.
+convention users hold (read as one canonical form), shallow-water trajectories written as ERA5-style
+files, normalization statistics and autoregressive windows.
 
 ``sim.data.era5_synthetic`` writes small files in each ERA5 convention (for tests and benchmarks).
 """
@@ -15,6 +16,7 @@ from sim.data.ns2d import (
     generate_ns2d,
     preview_ns2d,
 )
+from sim.data.swe import SWEDataConfig, generate_swe, preview_swe
 from sim.data.weather import (
     PeriodConfig,
     WeatherPrepareConfig,
@@ -35,6 +37,7 @@ __all__ = [
     "NS2DSolverConfig",
     "NS2DWindows",
     "PeriodConfig",
+    "SWEDataConfig",
     "WeatherPrepareConfig",
     "WeatherWindows",
     "check_era5",
@@ -42,10 +45,12 @@ __all__ = [
     "describe_era5",
     "detect_convention",
     "generate_ns2d",
+    "generate_swe",
     "load_statistics",
     "open_era5",
     "prepare_weather",
     "preview_ns2d",
+    "preview_swe",
     "save_statistics",
     "time_forcings",
 ]

@@ -850,7 +850,9 @@ def open_era5(
     Returns:
         ``xarray.Dataset``: variables ``(time, level, latitude, longitude)`` float32 (surface variables
         without level, static ones without time), coordinates ``time`` datetime64[ns], ``level`` int64 hPa,
-        ``latitude``/``longitude`` float64 degrees; attrs ``source_convention``, ``source_files``.
+        ``latitude``/``longitude`` float64 degrees; attrs ``source_convention``, ``source_files`` and
+        the global attributes all files agree on (e.g. the rotation axis of ``sim generate swe`` data;
+        not encodings, GRIB_*, history, title or creation dates).
 
     Raises:
         Era5Error: one line naming the file and the problem: nothing matches, unreadable or truncated file,
@@ -860,9 +862,12 @@ def open_era5(
     if isinstance(time_chunk, bool) or not isinstance(time_chunk, int) or time_chunk < 1:
         raise ValueError(f"open_era5: time_chunk must be an int >= 1, got {time_chunk!r}")
     items = _resolve(source)
-    parts = []
+    parts, shared = [], None
     for item in items:
         raw = _open_item(item)
+        # global attributes every file agrees on (physics metadata such as a rotation axis) are kept
+        found = {str(k): v for k, v in raw.attrs.items() if not str(k).startswith(_DROPPED_ATTR_PREFIXES)}
+        shared = found if shared is None else {k: v for k, v in shared.items() if _same(found.get(k), v)}
         ds, convention, grid = _canonicalize(raw, item.label, time_chunk=time_chunk)
         parts.append(_Part(item.label, ds, convention, grid))
     ds = _merge(parts)
@@ -871,10 +876,28 @@ def open_era5(
     ds = ds[sorted(ds.data_vars, key=_variable_order)]
     conventions = list(dict.fromkeys(p.convention for p in parts))
     expvers = list(dict.fromkeys(p.ds.attrs["expver"] for p in parts if "expver" in p.ds.attrs))
-    ds.attrs = {"source_convention": "+".join(conventions), "source_files": [it.label for it in items]}
+    ds.attrs = {
+        **(shared or {}),
+        "source_convention": "+".join(conventions),
+        "source_files": [it.label for it in items],
+    }
     if expvers:
         ds.attrs["expver"] = "; ".join(expvers)
     return ds
+
+
+# Global attributes not carried over: encodings and provenance of one file, not of the merged data.
+_DROPPED_ATTR_PREFIXES = ("_", "GRIB_", "history", "created", "title", "Conventions", "institution")
+
+
+def _same(a, b) -> bool:
+    """Whether two attribute values are equal (arrays element by element)."""
+    if a is None or b is None:
+        return False
+    try:
+        return bool(np.array_equal(np.asarray(a), np.asarray(b)))
+    except (TypeError, ValueError):
+        return a == b
 
 
 def _variable_order(name) -> tuple:

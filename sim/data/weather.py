@@ -6,7 +6,10 @@ The canonical form (what ``sim.data.era5.open_era5`` returns and what ``prepare_
 * pressure-level variables ``(time, level, latitude, longitude)``, surface variables
   ``(time, latitude, longitude)`` and static fields ``(latitude, longitude)``;
 * latitude ascending (-90 ... 90), longitude ascending in [0, 360), level int hPa ascending, time
-  ``datetime64[ns]`` sorted, unique and evenly spaced; values float32, WeatherBench2 long names.
+  ``datetime64[ns]`` sorted and unique on a common step; values float32, WeatherBench2 long names.
+  Gaps that are whole multiples of the step are allowed and split the time axis into *segments*
+  (several trajectories in one store, or a missing month): windows and time differences never straddle
+  a gap.
 
 Statistics file layout (``save_statistics`` / ``load_statistics``, netCDF-4)::
 
@@ -113,8 +116,13 @@ def _fmt_step(step: np.timedelta64) -> str:
     return f"{seconds}s"
 
 
-def _check_times(times: np.ndarray, where: str) -> np.timedelta64:
-    """Check that times are datetimes, sorted, unique and evenly spaced; return the step."""
+def _check_times(times: np.ndarray, where: str) -> tuple[np.timedelta64, np.ndarray]:
+    """Check that times are datetimes, sorted, unique and on a common step (gaps of whole steps allowed).
+
+    Returns:
+        The step (the smallest spacing) and ``segment [T]`` int64: the index of the gap-free run each time
+        step belongs to.
+    """
     if not np.issubdtype(times.dtype, np.datetime64):
         raise DataFileError(f"{where}: time has dtype {times.dtype}, expected datetime64")
     if times.size < 2:
@@ -132,13 +140,16 @@ def _check_times(times: np.ndarray, where: str) -> np.timedelta64:
         raise DataFileError(
             f"{where}: times are not sorted: {_iso(times[i])} (index {i}) comes after {_iso(times[i - 1])}"
         )
-    if (d != d[0]).any():
-        i = int(np.argmax(d != d[0])) + 1
+    step = d.min()
+    off = (d % step) != zero
+    if off.any():
+        i = int(np.argmax(off)) + 1
         raise DataFileError(
-            f"{where}: times are not evenly spaced: step {_fmt_step(d[0])} up to {_iso(times[i - 1])}, then "
-            f"{_fmt_step(d[i - 1])} to {_iso(times[i])} (a missing time step?)"
+            f"{where}: times are not on a common step: {_fmt_step(step)} elsewhere, but "
+            f"{_fmt_step(d[i - 1])} from {_iso(times[i - 1])} to {_iso(times[i])}"
         )
-    return d[0]
+    segment = np.concatenate([[0], np.cumsum(d != step)]).astype(np.int64)  # [T]
+    return step, segment
 
 
 def _kind(da: xr.DataArray) -> str | None:
@@ -153,6 +164,7 @@ class WeatherLayout:
     grid: LatLonGrid
     times: np.ndarray  # [T] datetime64[ns]
     step: np.timedelta64
+    segment: np.ndarray  # [T] int64: the gap-free run of each time step (0, 0, ..., 1, 1, ...)
     levels: np.ndarray  # [L] int, empty without a level dim
     kinds: dict[str, str]  # variable -> "level" | "surface" | "static"
 
@@ -165,13 +177,15 @@ def check_canonical(ds: xr.Dataset, *, where: str = "<dataset>") -> WeatherLayou
         where: the store or file named in error messages.
 
     Returns:
-        A record with ``grid`` (LatLonGrid), ``times`` ``[T]``, ``step`` (timedelta64), ``levels``
+        A record with ``grid`` (LatLonGrid), ``times`` ``[T]``, ``step`` (timedelta64), ``segment``
+        ``[T]`` (gap-free runs), ``levels``
         ``[L]`` and ``kinds`` (variable -> ``"level"``, ``"surface"`` or ``"static"``; data variables
         with other dims are left out).
 
     Raises:
         DataFileError: one line naming ``where`` and the problem: a missing coordinate, a grid that is
-            not global and ascending, unsorted/duplicated/unevenly spaced times, unsorted levels.
+            not global and ascending, unsorted/duplicated times or times off a common step, unsorted
+            levels.
     """
     for name in ("time", "latitude", "longitude"):
         if name not in ds.coords:
@@ -181,12 +195,12 @@ def check_canonical(ds: xr.Dataset, *, where: str = "<dataset>") -> WeatherLayou
     except GridError as err:
         raise DataFileError(f"{where}: {err}") from None
     times = np.asarray(ds["time"].values)
-    step = _check_times(times, where)
+    step, segment = _check_times(times, where)
     levels = np.asarray(ds["level"].values) if "level" in ds.coords else np.zeros(0, dtype=np.int64)
     if levels.size > 1 and (np.diff(levels) <= 0).any():
         raise DataFileError(f"{where}: levels {levels.tolist()} are not strictly ascending")
     kinds = {str(name): kind for name, da in ds.data_vars.items() if (kind := _kind(da)) is not None}
-    return WeatherLayout(grid=grid, times=times, step=step, levels=levels, kinds=kinds)
+    return WeatherLayout(grid=grid, times=times, step=step, segment=segment, levels=levels, kinds=kinds)
 
 
 def _time_slice(times: np.ndarray, time_range, where: str) -> tuple[int, int]:
@@ -222,7 +236,8 @@ def summarize_weather(ds: xr.Dataset, *, where: str = "<dataset>") -> str:
         f"{where}",
         f"  grid:     {lay.grid.nlat} x {lay.grid.nlon} {lay.grid.kind}",
         f"  time:     {_iso(lay.times[0])} .. {_iso(lay.times[-1])}, {lay.times.size} steps of "
-        f"{_fmt_step(lay.step)}",
+        f"{_fmt_step(lay.step)}"
+        + (f" in {lay.segment[-1] + 1} gap-free segments" if lay.segment[-1] else ""),
         f"  levels:   {', '.join(str(int(v)) for v in lay.levels) or '-'} hPa",
     ]
     for kind, names in by_kind.items():
@@ -328,16 +343,20 @@ def compute_statistics(
             per_step = da[0].size * 8
             block = max(diff_steps, int(block_mb * 2**20 // per_step), 1)
             m, dm = _Moments(nlev if kind == "level" else 1), _Moments(nlev if kind == "level" else 1)
-            tail = None  # the last diff_steps frames of the previous block
+            tail, tail_seg = None, None  # the last diff_steps frames of the previous block, their segments
             for a in range(i0, i1, block):
-                x = _read_f64(da, time=slice(a, min(a + block, i1)))  # [t, (L,) nlat, nlon]
+                b = min(a + block, i1)
+                x = _read_f64(da, time=slice(a, b))  # [t, (L,) nlat, nlon]
                 if kind == "surface":
                     x = x[:, None]  # [t, 1, nlat, nlon]
                 m.add(x, w)
                 xx = x if tail is None else np.concatenate([tail, x])
+                seg = lay.segment[a:b] if tail is None else np.concatenate([tail_seg, lay.segment[a:b]])
                 if xx.shape[0] > diff_steps:
-                    dm.add(xx[diff_steps:] - xx[:-diff_steps], w)
-                tail = xx[-diff_steps:]
+                    same = seg[diff_steps:] == seg[:-diff_steps]  # pairs that do not straddle a gap
+                    if same.any():
+                        dm.add((xx[diff_steps:] - xx[:-diff_steps])[same], w)
+                tail, tail_seg = xx[-diff_steps:], seg[-diff_steps:]
             values = np.stack([m.mean, m.std(), dm.std()])  # [3, L]
             bad = m.n == 0
             if kind == "surface":
@@ -450,8 +469,12 @@ def time_forcings(
 
 
 def _rotation_from_attrs(attrs: dict) -> tuple[float, float, float]:
-    """``rotation_axis`` (normalized) times ``rotation_rate`` or ``omega`` (rad/s), in Earth units."""
-    axis = np.asarray(attrs.get("rotation_axis", (0.0, 0.0, 1.0)), dtype=np.float64).reshape(-1)
+    """``rotation_axis`` (or ``rotation_axis_x/y/z``; normalized) times ``rotation_rate`` or ``omega``
+    (rad/s), in Earth units."""
+    default = (0.0, 0.0, 1.0)
+    if all(f"rotation_axis_{c}" in attrs for c in "xyz"):  # as sim.data.swe writes it
+        default = tuple(float(attrs[f"rotation_axis_{c}"]) for c in "xyz")
+    axis = np.asarray(attrs.get("rotation_axis", default), dtype=np.float64).reshape(-1)
     if axis.size != 3 or not np.isfinite(axis).all() or np.linalg.norm(axis) == 0:
         raise DataFileError(f"attribute rotation_axis must be a non-zero 3-vector, got {axis.tolist()}")
     rate = float(attrs.get("rotation_rate", attrs.get("omega", EARTH_ROTATION_RATE)))
@@ -578,7 +601,7 @@ class WeatherWindows(torch.utils.data.Dataset):
         where = self.where
         try:
             lay = check_canonical(ds, where=where)
-            self.grid, self.times, self.step = lay.grid, lay.times, lay.step
+            self.grid, self.times, self.step, self.segment = lay.grid, lay.times, lay.step, lay.segment
             dynamic = sorted(v for v, k in lay.kinds.items() if k == "level")
             dynamic += sorted(v for v, k in lay.kinds.items() if k == "surface")
             self.variables = list(dynamic if variables is None else variables)
@@ -606,10 +629,14 @@ class WeatherWindows(torch.utils.data.Dataset):
             self.lead_steps = _lead_steps(lead, self.step, where)
             self._i0, self._i1 = _time_slice(self.times, time_range, where)
             span = self.lead_steps * (history + horizon - 1)
-            self.windows = self._i1 - self._i0 - span
+            first = np.arange(self._i0, max(self._i0, self._i1 - span))  # candidate first frames
+            # a window's frames are every lead_steps-th time step: no gap may fall inside it
+            self._starts = first[self.segment[first] == self.segment[first + span]] if first.size else first
+            self.windows = int(self._starts.size)
             if self.windows < 1:
                 raise DataFileError(
-                    f"{where}: {self._i1 - self._i0} time steps in the period are too few for "
+                    f"{where}: {self._i1 - self._i0} time steps in the period (gap-free runs of at most "
+                    f"{int(np.bincount(self.segment[self._i0 : self._i1]).max())}) are too few for "
                     f"history={history}, "
                     f"horizon={horizon}, lead={self.lead_steps} steps (need at least {span + 1})"
                 )
@@ -707,7 +734,7 @@ class WeatherWindows(torch.utils.data.Dataset):
         """The time index of the first input frame of window ``i``."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"window {i} out of range for {len(self)} windows")
-        return self._i0 + i % len(self)
+        return int(self._starts[i % len(self)])
 
     def window_times(self, i: int) -> np.ndarray:
         """``[history + horizon]`` datetime64: the times of window ``i``'s inputs then targets."""

@@ -22,6 +22,7 @@ from sim.data.weather import (
     load_statistics,
     prepare_weather,
     save_statistics,
+    summarize_weather,
     time_forcings,
 )
 from sim.discretize.latlon import area_weights, equiangular_grid
@@ -99,6 +100,25 @@ def test_diff_std_over_several_steps_and_a_dask_dataset():
     want = direct_stats(ds["2m_temperature"].values, w, k=3)
     np.testing.assert_allclose(stats["2m_temperature"].values, want, rtol=1e-10)
     assert list(stats.data_vars) == ["2m_temperature"] and stats.attrs["diff_interval_s"] == 3 * 6 * 3600
+
+
+def test_gaps_split_the_time_axis_into_segments(tmp_path):
+    # two trajectories in one store: 6-hourly, then a 1-day gap (as sim generate swe writes them)
+    ds = canonical(steps=12)
+    times = ds["time"].values.copy()
+    times[6:] += np.timedelta64(1, "D")
+    ds = ds.assign_coords(time=times)
+    stats = compute_statistics(ds, time_range=None, variables=["2m_temperature"], diff_steps=2)
+    w = area_weights(equiangular_grid(9, 16))
+    x = ds["2m_temperature"].values.astype(np.float64)
+    pairs = np.concatenate([x[2:6] - x[0:4], x[8:12] - x[6:10]])  # no pair straddles the gap
+    np.testing.assert_allclose(float(stats["2m_temperature"].sel(stat="diff_std")), direct_stats(pairs, w)[1])
+    windows = WeatherWindows(ds, stats=compute_statistics(ds, time_range=None), history=2, horizon=2)
+    # 6 steps per segment, a window spans 4: 3 windows each; none crosses the gap
+    assert len(windows) == 6 and [windows.index(i) for i in range(6)] == [0, 1, 2, 6, 7, 8]
+    for i in range(6):
+        assert (np.diff(windows.window_times(i)) == np.timedelta64(6, "h")).all()
+    assert "2 gap-free segments" in summarize_weather(ds)
 
 
 def test_statistics_round_trip(tmp_path):
@@ -237,8 +257,10 @@ def test_windows_bad_input(tmp_path, store):
         DataFileError, match=r"unsorted.nc: times are not sorted: 2020-01-02T06:00:00 \(index 6\)"
     ):
         WeatherWindows(f, stats=stats)
-    f = write_nc(ds.drop_isel(time=7), tmp_path / "gap.nc")
-    with pytest.raises(DataFileError, match="gap.nc: times are not evenly spaced: step 6h up to .* then 12h"):
+    off = times.copy()
+    off[7:] += np.timedelta64(3, "h")
+    f = write_nc(ds.assign_coords(time=off), tmp_path / "off.nc")
+    with pytest.raises(DataFileError, match="off.nc: times are not on a common step: 6h elsewhere, but 9h"):
         WeatherWindows(f, stats=stats)
     with pytest.raises(
         DataFileError, match="train.zarr: lead 9h is not a positive multiple of the data step 6h"
