@@ -10,21 +10,35 @@ For groups that act exactly on the grid (C_N, D_N with N in {1, 2, 4}) it checks
 float64 and float32 against tight tolerances. For the others (C8, D16, ...) the action itself rotates by
 interpolation, so only an approximate equality can hold: errors are measured on the inscribed disk, and a
 tolerance must be given explicitly.
+
+Continuous-group field types (:class:`sim.groups.o2.Irreps` of SO(2)/O(2)) are checked on a planar
+subgroup, ``equivariance_errors(layer, group=dihedral(4))`` (the types restricted with ``.restrict``),
+or against any list of angles with :func:`equivariance_errors_vs_angle` (the input rotated by
+interpolation, errors on the inscribed disk).
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 from torch import nn
 
-from sim.groups.action import act, disk_mask
+from sim.groups.action import act, disk_mask, transform_grid
 from sim.groups.fields import FieldType
+from sim.groups.planar import PlanarGroup, cyclic, dihedral
 
-__all__ = ["EquivarianceReport", "assert_equivariant", "equivariance_errors", "random_field"]
+__all__ = [
+    "EquivarianceReport",
+    "assert_equivariant",
+    "equivariance_errors",
+    "equivariance_errors_vs_angle",
+    "random_field",
+]
 
 # Worst relative error allowed for groups that act exactly on the grid.
 EXACT_TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -69,10 +83,21 @@ def random_field(
     return x.to(dtype)
 
 
-def _types(fn, in_type: FieldType | None, out_type: FieldType | None) -> tuple[FieldType, FieldType]:
+def _is_field_type(t) -> bool:
+    """A FieldType, or an object with its interface (e.g. ``Irreps.restrict(group)``)."""
+    return isinstance(t, FieldType) or (
+        isinstance(getattr(t, "group", None), PlanarGroup)
+        and all(hasattr(t, a) for a in ("matrices", "check_tensor", "channel_shape", "is_regular"))
+    )
+
+
+def _types(fn, in_type, out_type, group: PlanarGroup | None = None) -> tuple[FieldType, FieldType]:
     in_type = in_type if in_type is not None else getattr(fn, "in_type", None)
     out_type = out_type if out_type is not None else getattr(fn, "out_type", None)
-    if not isinstance(in_type, FieldType) or not isinstance(out_type, FieldType):
+    if group is not None:  # continuous-group types (Irreps) restricted to a planar group
+        in_type = in_type.restrict(group) if hasattr(in_type, "restrict") else in_type
+        out_type = out_type.restrict(group) if hasattr(out_type, "restrict") else out_type
+    if not _is_field_type(in_type) or not _is_field_type(out_type):
         raise TypeError(
             "give in_type and out_type, or a module with FieldType attributes in_type and out_type"
         )
@@ -95,6 +120,7 @@ def equivariance_errors(
     smooth: float | None = None,
     margin: float = 0.0,
     train: bool = False,
+    group: PlanarGroup | None = None,
 ) -> EquivarianceReport:
     """Relative equivariance error of ``fn`` for each group element, in one dtype.
 
@@ -112,11 +138,13 @@ def equivariance_errors(
         margin: for groups that act only approximately, compare inside the disk of radius
             ``size/2 - margin`` (the corners leave the grid when rotated).
         train: evaluate a module in train mode.
+        group: restrict continuous-group types (anything with ``.restrict(group)``, e.g.
+            :class:`sim.groups.o2.Irreps`) to this planar group and check its elements.
 
     Returns:
         An :class:`EquivarianceReport`.
     """
-    in_type, out_type = _types(fn, in_type, out_type)
+    in_type, out_type = _types(fn, in_type, out_type, group)
     group = in_type.group
     if isinstance(fn, nn.Module):
         fn = copy.deepcopy(fn).to(dtype)
@@ -156,6 +184,7 @@ def assert_equivariant(
     *,
     dtypes: Iterable[torch.dtype] = (torch.float64, torch.float32),
     tol: float | dict | None = None,
+    group: PlanarGroup | None = None,
     **kwargs,
 ) -> dict[torch.dtype, EquivarianceReport]:
     """Assert ``fn(g . x) == g . fn(x)`` for every element ``g``, in each dtype; return the reports.
@@ -166,13 +195,13 @@ def assert_equivariant(
     Raises:
         AssertionError: naming the dtype, the worst element (as ``r^k s^m``) and its error.
     """
-    in_type, out_type = _types(fn, in_type, out_type)
+    in_type, out_type = _types(fn, in_type, out_type, group)
     group = in_type.group
     if tol is None and not group.exact_on_grid:
         raise ValueError(f"{group.name} acts only approximately on a pixel grid: give tol explicitly")
     reports = {}
     for dtype in dtypes:
-        report = equivariance_errors(fn, in_type, out_type, dtype=dtype, **kwargs)
+        report = equivariance_errors(fn, in_type, out_type, dtype=dtype, group=group, **kwargs)
         limit = tol.get(dtype) if isinstance(tol, dict) else tol
         limit = EXACT_TOLERANCE[dtype] if limit is None else limit
         g = report.worst_element
@@ -184,3 +213,88 @@ def assert_equivariant(
         )
         reports[dtype] = report
     return reports
+
+
+def _element_for_angle(degrees: float, reflect: bool) -> tuple[PlanarGroup, int]:
+    """The smallest C_N / D_N containing the rotation by ``degrees`` (times the mirror), and the element."""
+    turn = Fraction(degrees / 360).limit_denominator(10_000) % 1
+    n, k = turn.denominator, turn.numerator
+    group = dihedral(n) if reflect else cyclic(n)
+    return group, group.element(k, 1 if reflect else 0)
+
+
+def equivariance_errors_vs_angle(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    in_type=None,
+    out_type=None,
+    *,
+    angles: Iterable[float] = (15.0, 30.0, 45.0, 60.0, 75.0, 90.0),
+    reflect: bool = False,
+    size: int = 32,
+    batch: int = 2,
+    dtype: torch.dtype = torch.float64,
+    inputs: torch.Tensor | None = None,
+    seed: int = 0,
+    smooth: float | None = 2.0,
+    margin: float = 4.0,
+) -> dict[float, float]:
+    """Relative equivariance error against rotation angle for continuous-group field types.
+
+    For each angle ``theta`` (degrees, counter-clockwise) the input is rotated on the grid by
+    :func:`sim.groups.transform_grid` (exact for multiples of 90 degrees, bilinear interpolation
+    otherwise) and its channels by ``in_type.rho(theta, reflect)``; the error
+    ``||f(g x) - g f(x)|| / ||g f(x)||`` is measured inside the disk of radius ``size/2 - margin``
+    (everywhere for multiples of 90 degrees, which move pixels onto pixels).
+
+    Args:
+        fn: a callable or ``nn.Module`` (deep-copied, cast to ``dtype``, eval mode).
+        in_type, out_type: types with ``rho(angle, reflect) -> [dim, dim]`` and ``[B, dim, H, W]`` tensors
+            (default ``fn.in_type`` / ``fn.out_type``), e.g. :class:`sim.groups.o2.Irreps`.
+        angles: rotation angles in degrees.
+        reflect: apply the mirror ``x -> -x`` before each rotation.
+        size, batch, seed, smooth: the random input (square grid), as :func:`random_field`.
+        dtype: float64 or float32.
+        inputs: use this input ``[B, dim, size, size]`` instead.
+        margin: pixels left out at the rim for angles that are not multiples of 90 degrees.
+
+    Returns:
+        ``{angle: relative error}``.
+    """
+    in_type = in_type if in_type is not None else getattr(fn, "in_type", None)
+    out_type = out_type if out_type is not None else getattr(fn, "out_type", None)
+    if not (hasattr(in_type, "rho") and hasattr(out_type, "rho")):
+        raise TypeError("give in_type and out_type with rho(angle, reflect), e.g. sim.groups.o2.Irreps")
+    if isinstance(fn, nn.Module):
+        fn = copy.deepcopy(fn).to(dtype)
+        fn.eval()
+    if inputs is None:
+        gen = torch.Generator().manual_seed(seed)
+        inputs = torch.randn(batch, in_type.dim, size, size, generator=gen, dtype=torch.float64)
+        if smooth:
+            ky = torch.fft.fftfreq(size, dtype=torch.float64)[:, None]
+            kx = torch.fft.rfftfreq(size, dtype=torch.float64)[None, :]
+            damp = torch.exp(-2 * (torch.pi * smooth) ** 2 * (kx**2 + ky**2))
+            inputs = torch.fft.irfft2(torch.fft.rfft2(inputs) * damp, s=(size, size))
+            inputs = inputs / inputs.std()
+    x = inputs.to(dtype)
+    in_type.check_tensor(x)
+    errors = {}
+    with torch.no_grad():
+        y = fn(x)
+        out_type.check_tensor(y, "output")
+        H = y.shape[-1]
+        for angle in angles:
+            group, g = _element_for_angle(float(angle), reflect)
+            theta = math.radians(angle)
+            rho_in = torch.tensor(in_type.rho(theta, reflect), dtype=dtype)
+            rho_out = torch.tensor(out_type.rho(theta, reflect), dtype=dtype)
+            gx = torch.einsum("ij,bjhw->bihw", rho_in, transform_grid(x, group, g))
+            expected = torch.einsum("ij,bjhw->bihw", rho_out, transform_grid(y, group, g))
+            diff = fn(gx) - expected
+            if not group.exact_on_grid:
+                mask = disk_mask(H, margin=margin, dtype=dtype)
+                diff, expected = diff * mask, expected * mask
+            errors[float(angle)] = float(
+                torch.linalg.vector_norm(diff) / torch.linalg.vector_norm(expected).clamp_min(1e-300)
+            )
+    return errors
