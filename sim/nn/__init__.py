@@ -1,5 +1,5 @@
 """Layers: plain tensors in and out. Group convolutions on grids (C_N, D_N), steerable convolutions
-(SO(2), O(2)) with their nonlinearities and norms."""
+(SO(2), O(2)) with their nonlinearities and norms, SO(3)/O(3) tensor products and message passing."""
 
 from sim.nn.gconv import GroupConv2d, RegularNorm, check_exact_group, group_pool, spatial_pool, upsample
 from sim.nn.steerable import (
@@ -12,16 +12,30 @@ from sim.nn.steerable import (
     kernel_basis,
     ring_bandlimit,
 )
+from sim.nn.tensor_product import (
+    Gate,
+    IrrepsLinear,
+    RadialBasis,
+    SphericalHarmonics,
+    TensorProduct,
+    TensorProductConv,
+)
 
 __all__ = [
+    "Gate",
     "GatedNonlinearity",
     "GroupConv2d",
+    "IrrepsLinear",
     "IrrepsToRegular",
     "NormNonlinearity",
+    "RadialBasis",
     "RegularNorm",
     "RegularToIrreps",
     "SteerableBatchNorm",
+    "SphericalHarmonics",
     "SteerableConv2d",
+    "TensorProduct",
+    "TensorProductConv",
     "check_exact_group",
     "group_pool",
     "kernel_basis",
