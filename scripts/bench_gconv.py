@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from sim.groups import FieldType, PlanarGroup, group_from_name  # noqa: E402
 from sim.io import atomic_output, write_markdown_section  # noqa: E402
 from sim.nn import GroupConv2d, group_pool  # noqa: E402
-from sim.runtime import describe_machine, time_interleaved, tune_cpu_allocator  # noqa: E402
+from sim.runtime import describe_machine, load_average, time_interleaved, tune_cpu_allocator  # noqa: E402
 from sim.testing import equivariance_errors  # noqa: E402
 
 START, END = "<!-- bench_gconv:start -->", "<!-- bench_gconv:end -->"
@@ -648,7 +648,7 @@ def main(argv=None) -> int:
     e2_note = "skipped (--skip-e2cnn)" if args.skip_e2cnn else (E2CNN_MISSING if e2 is None else "")
     if e2_note:
         print(f"e2cnn: {e2_note}")
-    load_start = _load_average()
+    load_start = load_average()
     t_start = time.perf_counter()
 
     speed_rows = []
@@ -688,7 +688,7 @@ def main(argv=None) -> int:
     eq_rows = equivariance_vs_angle(("C4", "C8", "C16"), e2=e2, **eq_opts)
     t_total = time.perf_counter() - t_start
     shares = [r["cpu_share"] for r in speed_rows]
-    load = (load_start, _load_average(), f"{min(shares):.2f}–{max(shares):.2f}")
+    load = (load_start, load_average(), f"{min(shares):.2f}–{max(shares):.2f}")
     print(f"1-minute load average: {load[0]} at the start, {load[1]} at the end; Conv2d CPU share {load[2]}")
 
     tables = {
@@ -751,13 +751,6 @@ def _summary(speed_rows: list[dict], eq_rows: list[dict]) -> str:
                 + "."
             )
     return "\n".join(lines)
-
-
-def _load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except (AttributeError, OSError):
-        return "?"
 
 
 def _section(

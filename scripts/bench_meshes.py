@@ -18,7 +18,6 @@ Writes its section into docs/benchmarks.md between the markers of this benchmark
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ from sim.discretize.connectivity import (  # noqa: E402
 from sim.discretize.icosahedral import icosahedral_meshes, multimesh_edges  # noqa: E402
 from sim.discretize.latlon import equiangular_grid  # noqa: E402
 from sim.io import write_markdown_section  # noqa: E402
-from sim.runtime import describe_machine  # noqa: E402
+from sim.runtime import describe_machine, load_average  # noqa: E402
 
 NAME = "bench_meshes"
 START, END = f"<!-- {NAME}:start -->", f"<!-- {NAME}:end -->"
@@ -129,13 +128,6 @@ def summary(rows: list[dict]) -> str:
     return " ".join(p for p in (growth, verdict) if p)
 
 
-def _load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except (AttributeError, OSError):
-        return "?"
-
-
 def write_section(path: Path, section: str) -> None:
     """Replace this benchmark's section of ``path`` (or append it), atomically."""
     write_markdown_section(path, NAME, section)
@@ -157,7 +149,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
     repeats = 1 if args.quick else args.repeats
-    load_before = _load_average()
+    load_before = load_average()
     t_start = time.perf_counter()
     rows = []
     for level, spacing in sizes:
@@ -182,7 +174,7 @@ def main(argv=None) -> int:
     section = (
         "## Sphere graphs: multi-mesh and grid ↔ mesh connectivity (cpu)\n\n"
         f"`{command}` on {describe_machine()}; kd-tree queries with `workers={args.workers}` "
-        f"({elapsed:.0f} s in all; 1-minute load average {load_before} before, {_load_average()} after). "
+        f"({elapsed:.0f} s in all; 1-minute load average {load_before} before, {load_average()} after). "
         f"Median of {repeats} runs after a warm-up. Per size: the multi-mesh (`icosahedral_meshes(k)`, the "
         "hierarchy M0–Mk, and `multimesh_edges`, the union of its edges in both directions); grid → mesh "
         "edges (`grid_to_mesh_edges`, radius 0.6 × the longest Mk edge, as GraphCast, grid points included); "

@@ -40,7 +40,7 @@ from bench_gconv import _load_e2cnn  # noqa: E402  (the e2cnn loader with its Nu
 from sim.groups.o2 import Irreps  # noqa: E402
 from sim.io import atomic_output, write_markdown_section  # noqa: E402
 from sim.nn.steerable import SteerableConv2d  # noqa: E402
-from sim.runtime import describe_machine, time_interleaved, tune_cpu_allocator  # noqa: E402
+from sim.runtime import describe_machine, load_average, time_interleaved, tune_cpu_allocator  # noqa: E402
 from sim.testing import equivariance_errors_vs_angle  # noqa: E402
 
 SECTION = "bench_steerable"
@@ -311,13 +311,6 @@ def _summary(rows: list[dict], eq: dict) -> str:
     return "\n".join(lines)
 
 
-def _load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except (AttributeError, OSError):
-        return "?"
-
-
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="tiny sizes, one padding, few angles (a smoke run)")
@@ -345,7 +338,7 @@ def main(argv=None) -> int:
     e2_note = "skipped (--skip-e2cnn)" if args.skip_e2cnn else (E2CNN_MISSING if e2 is None else "")
     if e2_note:
         print(f"e2cnn: {e2_note}")
-    load_start, t0 = _load_average(), time.perf_counter()
+    load_start, t0 = load_average(), time.perf_counter()
     paddings = ("circular",) if args.quick else ("circular", "zeros")
     rows = []
     for padding in paddings:
@@ -371,7 +364,7 @@ def main(argv=None) -> int:
         angles=angles, size=args.equiv_size, kernel=args.kernel, margin=margin, e2=e2, seeds=seeds
     )
     t_total = time.perf_counter() - t0
-    load = (load_start, _load_average())
+    load = (load_start, load_average())
     tables = speed_table(rows), equivariance_table(eq)
     summary = _summary(rows, eq)
     print("\n" + tables[0] + "\n\n" + tables[1] + "\n\n" + summary)

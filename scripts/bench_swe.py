@@ -15,7 +15,6 @@ Writes its table into docs/benchmarks.md between the markers of this benchmark (
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -25,15 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim.io import write_markdown_section  # noqa: E402
-from sim.runtime import describe_machine, time_interleaved, tune_cpu_allocator  # noqa: E402
+from sim.runtime import describe_machine, load_average, time_interleaved, tune_cpu_allocator  # noqa: E402
 from sim.solvers.swe import ShallowWaterSphere  # noqa: E402
-
-
-def _load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.2f}"
-    except OSError:
-        return "n/a"
 
 
 def bench_one(nlat: int, batch: int, *, steps: int, repeats: int, min_seconds: float, device, dtype) -> dict:
@@ -89,7 +81,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=4, help="steps per timed call")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--min-seconds", type=float, default=0.5)
-    parser.add_argument("--quick", action="store_true", help="32x64 and 64x128, batch 1, few repeats")
+    parser.add_argument("--quick", action="store_true", help="16x32 and 32x64, one round: a smoke test")
     parser.add_argument(
         "--out",
         type=Path,
@@ -98,10 +90,10 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.batches, args.repeats, args.min_seconds, args.steps = [32, 64], [1], 3, 0.05, 2
+        args.sizes, args.batches, args.repeats, args.min_seconds, args.steps = [16, 32], [1], 1, 0.0, 1
     tuned = tune_cpu_allocator()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
-    load_before, t0 = _load_average(), time.perf_counter()
+    load_before, t0 = load_average(), time.perf_counter()
     rows = []
     for n in args.sizes:
         for b in args.batches:
@@ -127,7 +119,7 @@ def main(argv=None) -> int:
     section = (
         f"## Shallow water on the sphere ({device.type}, {args.dtype})\n\n"
         f"`{command}` on {describe_machine(device)} ({time.perf_counter() - t0:.0f} s in all; 1-minute load "
-        f"average {load_before} before, {_load_average()} after: the cores were shared). Galewsky case, "
+        f"average {load_before} before, {load_average()} after: the cores were shared). Galewsky case, "
         "dt = 600 s x 128 / nlat, lmax = ceil(nlat / 3); medians of "
         f"{args.repeats} interleaved rounds (sim.runtime.time_interleaved), each of at least "
         f"{args.min_seconds:g} s. Ours: `sim.solvers.swe.ShallowWaterSphere` (RK4: 4 tendencies a step; AB3: "

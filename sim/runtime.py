@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 
-__all__ = ["describe_machine", "sync", "time_interleaved", "tune_cpu_allocator"]
+__all__ = ["describe_machine", "load_average", "sync", "time_interleaved", "tune_cpu_allocator"]
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
@@ -62,6 +62,16 @@ def describe_machine(device=None) -> str:
     except (OSError, StopIteration):
         pass
     return f"CPU {cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+def load_average() -> str:
+    """The 1-minute load average as text (``"?"`` where the OS has none), for benchmark reports."""
+    import os
+
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except (AttributeError, OSError):
+        return "?"
 
 
 def sync(device) -> None:
