@@ -35,8 +35,11 @@ from sim.groups.planar import PlanarGroup, cyclic, dihedral
 __all__ = [
     "EquivarianceReport",
     "assert_equivariant",
+    "assert_o3_equivariant",
     "equivariance_errors",
     "equivariance_errors_vs_angle",
+    "o3_elements",
+    "o3_equivariance_error",
     "random_field",
 ]
 
@@ -297,4 +300,74 @@ def equivariance_errors_vs_angle(
             errors[float(angle)] = float(
                 torch.linalg.vector_norm(diff) / torch.linalg.vector_norm(expected).clamp_min(1e-300)
             )
+    return errors
+
+
+# ---------------------------------------------------------------------------------------------------
+# SO(3) / O(3): features [..., irreps.dim], positions and edge vectors [..., 3]
+
+
+def o3_elements(*, dtype: torch.dtype = torch.float64, seed: int = 0) -> list[torch.Tensor]:
+    """Group elements ``[3, 3]`` to test O(3) equivariance with: two random rotations, an improper
+    rotation (inversion times a rotation) and a mirror (x -> -x)."""
+    from sim.groups.so3 import random_rotation
+
+    state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        rotations = [random_rotation(dtype=dtype) for _ in range(3)]
+    finally:
+        torch.random.set_rng_state(state)
+    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=dtype))
+    return [rotations[0], rotations[1], -rotations[2], mirror]
+
+
+def o3_equivariance_error(fn: Callable, irreps_in: list, irreps_out, inputs: list, g: torch.Tensor) -> float:
+    """``max |f(g . x) - g . f(x)| / max |f(x)|`` for one O(3) element ``g [3, 3]``.
+
+    Args:
+        fn: the layer or function, called as ``fn(*inputs)``.
+        irreps_in: per input, how ``g`` acts: an irreps string or ``Irreps`` (features ``[..., dim]``
+            transformed by ``Irreps.D(g)``), ``"vector"`` (positions or edge vectors ``[..., 3]``,
+            multiplied by ``g``) or ``"invariant"`` (left unchanged, e.g. ``edge_index``).
+        irreps_out: how ``g`` acts on the output (same choices).
+        inputs: the inputs.
+        g: the group element.
+    """
+    from sim.groups.so3 import Irreps
+
+    def act(x, how):
+        if how == "invariant":
+            return x
+        if how == "vector":
+            return x @ g.T
+        return x @ Irreps(how).D(g).to(x.dtype).T
+
+    out = fn(*inputs)
+    moved = fn(*[act(x, how) for x, how in zip(inputs, irreps_in, strict=True)])
+    return float(((moved - act(out, irreps_out)).abs().max() / out.abs().max()).detach())
+
+
+def assert_o3_equivariant(
+    fn: Callable, irreps_in: list, irreps_out, inputs: list, *, tol: float = 1e-9, reflections: bool = True
+) -> list[float]:
+    """Assert ``f(g . x) == g . f(x)`` for the elements of :func:`o3_elements` (rotations only with
+    ``reflections=False``), in the inputs' dtype (use float64 for the default ``tol``).
+
+    Returns:
+        The error per element.
+
+    Raises:
+        AssertionError: naming the worst element and its error.
+    """
+    dtype = next((x.dtype for x in inputs if torch.is_tensor(x) and x.is_floating_point()), torch.float64)
+    elements = o3_elements(dtype=dtype)
+    if not reflections:
+        elements = [g for g in elements if torch.det(g) > 0]
+    errors = [o3_equivariance_error(fn, irreps_in, irreps_out, inputs, g) for g in elements]
+    worst = max(range(len(errors)), key=errors.__getitem__)
+    assert errors[worst] <= tol, (
+        f"not O(3)-equivariant: error {errors[worst]:.3g} > {tol:g} for element {worst} "
+        f"(det {float(torch.det(elements[worst])):+.0f})"
+    )
     return errors

@@ -50,3 +50,20 @@ def test_tolerances_and_inputs():
         assert_equivariant(identity)
     with pytest.raises(ValueError, match="in_type is of D4, out_type of C4"):
         assert_equivariant(identity, t, FieldType.parse(cyclic(4), "vector"))
+
+
+def test_o3_kit_passes_equivariant_maps_and_catches_broken_ones():
+    import pytest
+
+    from sim.testing import assert_o3_equivariant, o3_elements
+
+    x = torch.randn(5, 3, dtype=torch.float64)
+    # |x|^2 is invariant, x itself an odd vector ("1o"), a cross product of two vectors an even one ("1e")
+    assert_o3_equivariant(lambda v: (v * v).sum(-1, keepdim=True), ["1o"], "0e", [x])
+    y = torch.randn(5, 3, dtype=torch.float64)
+    assert_o3_equivariant(torch.linalg.cross, ["1o", "1o"], "1e", [x, y])
+    with pytest.raises(AssertionError, match="not O\\(3\\)-equivariant"):
+        assert_o3_equivariant(torch.linalg.cross, ["1o", "1o"], "1o", [x, y])  # wrong parity
+    with pytest.raises(AssertionError, match="not O\\(3\\)-equivariant"):
+        assert_o3_equivariant(lambda v: v * torch.tensor([1.0, 2.0, 3.0], dtype=v.dtype), ["1o"], "1o", [x])
+    assert [round(float(torch.det(g))) for g in o3_elements()] == [1, 1, -1, -1]

@@ -11,7 +11,7 @@ import torch
 
 from sim.discretize.icosahedral import icosahedral_meshes, icosahedral_rotations, vertex_permutation
 from sim.discretize.mesh import mesh_to_graph
-from sim.groups.so3 import Irreps, clebsch_gordan, random_rotation, spherical_harmonics
+from sim.groups.so3 import Irreps, clebsch_gordan, spherical_harmonics
 from sim.nn.tensor_product import (
     Gate,
     IrrepsLinear,
@@ -20,36 +20,13 @@ from sim.nn.tensor_product import (
     TensorProduct,
     TensorProductConv,
 )
+from sim.testing import assert_o3_equivariant
 
 F64 = torch.float64
 TOL = 1e-9
 IN1 = "3x0e + 2x0o + 2x1o + 2x1e + 2x2e"
 IN2 = "0e + 1o + 2e"
 OUT = "2x0e + 0o + 2x1o + 1e + 2x2e + 2o + 3o"
-
-
-def _group_elements() -> list[torch.Tensor]:
-    """Two random rotations, an inversion composed with a rotation, and a mirror."""
-    mirror = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=F64))
-    return [random_rotation(dtype=F64), random_rotation(dtype=F64), -random_rotation(dtype=F64), mirror]
-
-
-def _equivariance_error(
-    fn, irreps_in: list, irreps_out, inputs: list[torch.Tensor], g: torch.Tensor
-) -> float:
-    """``max |f(D_in x) - D_out f(x)| / max |f(x)|`` for features ``[..., dim]`` (None irreps: a vector
-    ``[..., 3]`` rotated by ``g`` itself; "inv": left unchanged)."""
-
-    def act(x, ir):
-        if ir == "inv":
-            return x
-        if ir is None:
-            return x @ g.T
-        return x @ Irreps(ir).D(g).T
-
-    out = fn(*inputs)
-    moved = fn(*[act(x, ir) for x, ir in zip(inputs, irreps_in, strict=True)])
-    return float(((moved - act(out, irreps_out)).abs().max() / out.abs().max()).detach())
 
 
 def _slow_tensor_product(tp: TensorProduct, x1, x2, weight) -> torch.Tensor:
@@ -94,9 +71,8 @@ def test_tensor_product_equivariant(shared):
     inputs, irreps = [x1, x2], [IN1, IN2]
     if not shared:
         inputs.append(torch.randn(5, tp.weight_numel, dtype=F64))
-        irreps.append("inv")
-    for g in _group_elements():
-        assert _equivariance_error(tp, irreps, OUT, inputs, g) < TOL
+        irreps.append("invariant")
+    assert_o3_equivariant(tp, irreps, OUT, inputs, tol=TOL)
 
 
 def test_tensor_product_preserves_second_moment_and_shapes():
@@ -125,8 +101,7 @@ def test_irreps_linear_equivariant_and_mixes_only_equal_irreps():
     with torch.no_grad():
         lin.bias.fill_(0.5)
     x = torch.randn(7, lin.irreps_in.dim, dtype=F64)
-    for g in _group_elements():
-        assert _equivariance_error(lin, [IN1], lin.irreps_out, [x], g) < TOL
+    assert_o3_equivariant(lin, [IN1], lin.irreps_out, [x], tol=TOL)
     y = lin(torch.zeros(1, lin.irreps_in.dim, dtype=F64))
     assert (
         torch.equal(y[0, :4], torch.full((4,), 0.5, dtype=F64)) and y[0, 4:].abs().max() == 0
@@ -144,8 +119,7 @@ def test_gate_equivariant_with_parities():
     assert gate.irreps_out == Irreps("2x0e + 0o + 2x1o + 2e")  # 0o gate with abs (even) keeps 2e even
     gate = gate.double()
     x = torch.randn(6, gate.irreps_in.dim, dtype=F64)
-    for g in _group_elements():
-        assert _equivariance_error(gate, [gate.irreps_in], gate.irreps_out, [x], g) < TOL
+    assert_o3_equivariant(gate, [gate.irreps_in], gate.irreps_out, [x], tol=TOL)
     odd = Gate("", [], "0o", torch.tanh, "1o")
     assert odd.irreps_out == Irreps("1e")  # an odd gate flips the gated field's parity
 
@@ -164,11 +138,13 @@ def test_conv_equivariant_on_a_point_cloud(aggregate):
     dist = torch.cdist(pos, pos)
     edge_index = torch.nonzero((dist < 2.0) & (dist > 0)).T.contiguous()  # [2, E]
     x = torch.randn(n, conv.irreps_in.dim, dtype=F64)
-    for g in _group_elements():
-        err = _equivariance_error(
-            lambda f, p: conv(f, edge_index, pos=p), [conv.irreps_in, None], conv.irreps_out, [x, pos], g
-        )
-        assert err < TOL
+    assert_o3_equivariant(
+        lambda f, p: conv(f, edge_index, pos=p),
+        [conv.irreps_in, "vector"],
+        conv.irreps_out,
+        [x, pos],
+        tol=TOL,
+    )
     # edge_vec path gives the same answer and translations change nothing
     vec = pos[edge_index[0]] - pos[edge_index[1]]
     torch.testing.assert_close(conv(x, edge_index, edge_vec=vec), conv(x, edge_index, pos=pos + 3.0))
