@@ -1,4 +1,5 @@
-"""Composed networks selected by name from configs: G-CNN ResNet/U-Net, plain-CNN and FNO-2D baselines.
+"""Composed networks selected by name from configs: G-CNN ResNet/U-Net, a steerable (O(2)) ResNet,
+plain-CNN and FNO-2D baselines.
 
 ``build_model(config)`` makes any registered model from a YAML file, a mapping or a :class:`ModelConfig`;
 every model maps ``[B, in_channels, H, W] -> [B, out_channels, H, W]`` and exposes ``in_type`` and
@@ -9,6 +10,7 @@ from sim.models.cnn import CNNResNet, CNNUNet, count_parameters, match_width
 from sim.models.fno import FNO2d, SpectralConv2d
 from sim.models.gcnn import GCNNResNet, GCNNUNet
 from sim.models.registry import MODELS, ModelConfig, build_model, load_model_config
+from sim.models.steerable import SteerableResNet
 
 __all__ = [
     "MODELS",
@@ -19,6 +21,7 @@ __all__ = [
     "GCNNUNet",
     "ModelConfig",
     "SpectralConv2d",
+    "SteerableResNet",
     "build_model",
     "count_parameters",
     "load_model_config",

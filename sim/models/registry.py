@@ -18,6 +18,10 @@ hold ``model:``, ``train:`` and ``data:`` sections; only ``model:`` is read here
 CNN baselines take an explicit ``width`` or ``match_params_of: gcnn_resnet`` (or ``gcnn_unet``): the
 width whose parameter count is closest to that G-CNN built from the same config (same group, fields,
 hidden, blocks, levels, kernel, padding, norm, activation).
+
+The steerable ResNet (``name: steerable_resnet``) takes ``group: O2`` or ``SO2``; its field types are the
+restrictions to D4 / C4 (:meth:`ModelConfig.planar_group`), under which it is exactly equivariant, and
+``hidden`` counts copies of its hidden irreps block (see :mod:`sim.models.steerable`).
 """
 
 from __future__ import annotations
@@ -41,15 +45,17 @@ from sim.config import (
     read_yaml,
 )
 from sim.groups.fields import FieldType
-from sim.groups.planar import group_from_name
+from sim.groups.planar import PlanarGroup, group_from_name
 from sim.models.cnn import CNNResNet, CNNUNet, count_parameters, match_width
 from sim.models.fno import FNO2d
 from sim.models.gcnn import GCNNResNet, GCNNUNet
+from sim.models.steerable import SteerableResNet, parse_steerable_fields, steerable_planar_group
 
 __all__ = ["MODELS", "ModelConfig", "build_model", "load_model_config"]
 
-ModelName = Literal["gcnn_resnet", "gcnn_unet", "cnn_resnet", "cnn_unet", "fno2d"]
+ModelName = Literal["gcnn_resnet", "gcnn_unet", "cnn_resnet", "cnn_unet", "fno2d", "steerable_resnet"]
 _EXACT_GROUPS = "C1, C2, C4, D1, D2, D4, P4 or P4M"
+_CONTINUOUS_GROUPS = ("O2", "SO2")  # steerable_resnet only
 
 
 def _is_exact_group(name: str) -> bool:
@@ -57,6 +63,10 @@ def _is_exact_group(name: str) -> bool:
         return group_from_name(name).exact_on_grid
     except ValueError:
         return False
+
+
+def _is_group_name(name: str) -> bool:
+    return _is_exact_group(name) or str(name).upper() in _CONTINUOUS_GROUPS
 
 
 def _is_odd_positive(k: int) -> bool:
@@ -68,16 +78,20 @@ class ModelConfig:
     """A model, by registered name and hyperparameters (``build_model`` makes it).
 
     Attributes:
-        name: ``"gcnn_resnet"``, ``"gcnn_unet"``, ``"cnn_resnet"``, ``"cnn_unet"`` or ``"fno2d"``.
+        name: ``"gcnn_resnet"``, ``"gcnn_unet"``, ``"cnn_resnet"``, ``"cnn_unet"``, ``"fno2d"`` or
+            ``"steerable_resnet"``.
         in_fields: input field type, e.g. ``"5x pseudoscalar"`` (physical fields, no regular ones).
         out_fields: output field type, e.g. ``"1x pseudoscalar"``.
-        group: the symmetry group (G-CNNs), or the group the CNN's field types are declared under.
-        hidden: G-CNN regular fields (at the finest level for U-Nets).
+        group: the symmetry group (G-CNNs), or the group the CNN's field types are declared under;
+            ``"O2"`` or ``"SO2"`` for ``steerable_resnet`` (and only there).
+        hidden: G-CNN regular fields (at the finest level for U-Nets); steerable ResNet: copies of the
+            hidden irreps block ``0+ + 0- + 1 + 2``.
         blocks: residual blocks (ResNets), or per level in the encoder and in the decoder (U-Nets).
         levels: 2x downsamplings (U-Nets only).
         kernel_size: odd.
         padding: ``"circular"`` (periodic domains) or ``"zeros"`` (bounded ones).
-        norm: ``"group"``, ``"batch"``, ``"instance"`` or ``"none"`` (see ``sim.nn.RegularNorm``).
+        norm: ``"group"``, ``"batch"``, ``"instance"`` or ``"none"`` (see ``sim.nn.RegularNorm``);
+            ``"batch"`` (``sim.nn.SteerableBatchNorm``) or ``"none"`` for ``steerable_resnet``.
         norm_groups: GroupNorm groups: the largest divisor of each width that is at most this (1: one
             group, a layer norm over all features of a sample).
         activation: ``"gelu"``, ``"relu"`` or ``"silu"``.
@@ -91,7 +105,9 @@ class ModelConfig:
     in_fields: str = cfield(doc="input field type, e.g. '5x pseudoscalar'")
     out_fields: str = cfield(doc="output field type, e.g. '1x pseudoscalar'")
     group: str = cfield(
-        "D4", check=_is_exact_group, expected=f"a group acting exactly on the grid: {_EXACT_GROUPS}"
+        "D4",
+        check=_is_group_name,
+        expected=f"a group acting exactly on the grid: {_EXACT_GROUPS}",  # or O2 / SO2: steerable_resnet
     )
     hidden: int = cfield(8, **positive(), doc="G-CNN regular fields")
     blocks: int = cfield(4, **nonnegative(), doc="residual blocks (per level for U-Nets)")
@@ -108,6 +124,9 @@ class ModelConfig:
     modes: int = cfield(12, **positive(), doc="FNO Fourier modes per axis")
 
     def __post_init__(self) -> None:
+        if self.name == "steerable_resnet":
+            self._check_steerable()
+            return
         if not _is_exact_group(self.group):
             raise ConfigError(
                 f"group: expected a group acting exactly on the grid: {_EXACT_GROUPS}, got {self.group!r}",
@@ -143,6 +162,35 @@ class ModelConfig:
                 f"width: expected exactly one of width and match_params_of for {self.name}, got {given}",
                 key="width",
             )
+
+    def _check_steerable(self) -> None:
+        if str(self.group).upper() not in _CONTINUOUS_GROUPS:
+            raise ConfigError(
+                f"group: expected O2 or SO2 for steerable_resnet, got {self.group!r}", key="group"
+            )
+        for key in ("in_fields", "out_fields"):
+            try:
+                parse_steerable_fields(self.group, getattr(self, key))
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}", key=key) from None
+        if self.norm not in ("batch", "none"):
+            raise ConfigError(
+                f"norm: expected 'batch' or 'none' for steerable_resnet, got {self.norm!r}", key="norm"
+            )
+        for key in ("width", "match_params_of"):
+            if getattr(self, key) is not None:
+                raise ConfigError(
+                    f"{key}: only CNN baselines take it (a steerable ResNet's size is 'hidden'), got "
+                    f"{getattr(self, key)!r}",
+                    key=key,
+                )
+
+    def planar_group(self) -> PlanarGroup:
+        """The planar group the field types are declared under: ``group`` itself, or its exact subgroup on
+        the grid for ``steerable_resnet`` (D4 for O2, C4 for SO2)."""
+        if self.name == "steerable_resnet":
+            return steerable_planar_group(self.group)
+        return group_from_name(self.group)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,6 +250,21 @@ def _build_fno2d(cfg: ModelConfig) -> nn.Module:
     )
 
 
+def _build_steerable_resnet(cfg: ModelConfig) -> nn.Module:
+    norm = cfg.norm if cfg.norm in ("batch", "none") else "none"  # validated by ModelConfig
+    return SteerableResNet(
+        in_fields=cfg.in_fields,
+        out_fields=cfg.out_fields,
+        hidden=cfg.hidden,
+        blocks=cfg.blocks,
+        kernel_size=cfg.kernel_size,
+        padding=cfg.padding,
+        group=cfg.group,
+        norm=norm,  # type: ignore[arg-type]
+        activation=cfg.activation,
+    )
+
+
 MODELS: Mapping[str, Callable[[ModelConfig], nn.Module]] = MappingProxyType(
     {
         "gcnn_resnet": _build_gcnn_resnet,
@@ -209,6 +272,7 @@ MODELS: Mapping[str, Callable[[ModelConfig], nn.Module]] = MappingProxyType(
         "cnn_resnet": _build_cnn_resnet,
         "cnn_unet": _build_cnn_unet,
         "fno2d": _build_fno2d,
+        "steerable_resnet": _build_steerable_resnet,
     }
 )
 """Registered model names -> builders ``ModelConfig -> nn.Module`` (the names of ``ModelConfig.name``)."""

@@ -40,7 +40,6 @@ from torch import nn
 from sim.config import ConfigError, dump_yaml, from_dict, write_config
 from sim.data.ns2d import DataFileError, NS2DWindows
 from sim.groups.fields import FieldType
-from sim.groups.planar import group_from_name
 from sim.io import OutputError
 from sim.models.registry import build_model
 from sim.train.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -114,7 +113,7 @@ def build_stepper(config: ExperimentConfig, stats: tuple[FieldStats, FieldStats,
 
 def _types(config: ExperimentConfig) -> tuple[FieldType, FieldType]:
     """Field types of the state (the model's output) and the forcing (the model's last input fields)."""
-    group = group_from_name(config.model.group)
+    group = config.model.planar_group()
     out_type = FieldType.parse(group, config.model.out_fields)
     in_type = FieldType.parse(group, config.model.in_fields)
     n_state = config.data.history * out_type.num_fields

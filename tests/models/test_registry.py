@@ -33,7 +33,8 @@ from sim.testing import assert_equivariant, equivariance_errors
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = sorted((ROOT / "configs" / "ns2d").glob("*.yaml"))
 NAMES = [p.name for p in CONFIGS]
-GCNN_NAMES = [p.name for p in CONFIGS if load_model_config(p).name.startswith("gcnn")]
+# exactly equivariant on the grid: the G-CNNs and the steerable models (tested on their D4/C4 restriction)
+GCNN_NAMES = [p.name for p in CONFIGS if load_model_config(p).name.startswith(("gcnn", "steerable"))]
 CNN_NAMES = [name for name in NAMES if name not in GCNN_NAMES]
 TINY = dict(
     name="gcnn_resnet",
@@ -66,13 +67,15 @@ def shipped() -> dict[str, torch.nn.Module]:
 @pytest.mark.parametrize("name", NAMES)
 def test_shipped_config_shapes(shipped, name):
     model = shipped[name]
-    assert (model.in_channels, model.out_channels) == (5, 1)  # 4 vorticity frames + forcing -> 1 frame
-    assert str(model.in_type).startswith("5x pseudoscalar") and str(model.out_type).startswith(
-        "1x pseudoscalar"
-    )
+    assert model.in_channels == 5 and str(model.in_type).startswith("5x pseudoscalar")  # 4 frames + forcing
+    out = load_model_config(CONFIGS[[p.name for p in CONFIGS].index(name)]).out_fields
+    # the next vorticity frame; or the velocity (u, v) for the steerable velocity model
+    kind = str(model.out_type).split(" of ")[0]
+    assert (kind, model.out_channels) in [("1x pseudoscalar", 1), ("1x vector", 2)]
+    assert out.replace(" ", "") in str(model.out_type).replace(" ", "")
     with torch.no_grad():
         y = model(torch.randn(2, 5, 32, 32))
-    assert y.shape == (2, 1, 32, 32) and torch.isfinite(y).all()
+    assert y.shape == (2, model.out_channels, 32, 32) and torch.isfinite(y).all()
 
 
 @pytest.mark.parametrize("name", GCNN_NAMES)
