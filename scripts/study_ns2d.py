@@ -54,7 +54,7 @@ from sim.evaluate import (  # noqa: E402
     write_report,
 )
 from sim.io import write_markdown_section  # noqa: E402
-from sim.runtime import describe_machine, tune_cpu_allocator  # noqa: E402
+from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
 from sim.train import ExperimentConfig, load_stepper, train  # noqa: E402
 
 MODELS = {  # key: (display name, model config)
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
     args = parser.parse_args(argv)
     command = "python scripts/study_ns2d.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     tune_cpu_allocator()
+    load_before = load_average()
     if args.quick:
         args.samples, args.val, args.test = min(args.samples, 7), 1, 2
         args.train_sizes = [2, 4] if len(args.train_sizes) > 1 else [min(args.train_sizes[0], 4)]
@@ -207,7 +208,8 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
         "## Navier-Stokes study: P4M G-CNN vs CNN vs FNO-2D (`scripts/study_ns2d.py`)",
         "",
         f"Command: `{command}`  ",
-        f"Machine: {describe_machine(device)}  ",
+        f"Machine: {describe_machine(device)}; 1-minute load average {load_before} at the start, "
+        f"{load_average()} at the end (other jobs on the machine inflate the train times, not the errors)  ",
         f"Data: `{data_path}`, {n_samples} trajectories; validation samples {val[0]}-{val[1] - 1}, "
         f"test samples {test.start}-{test.stop - 1} (the last {args.test}, never trained on).  ",
         f"Training (every model): {budget['steps']} steps, batch {budget['batch_size']}, lr {budget['lr']}, "
