@@ -91,7 +91,8 @@ class ModelConfig:
         kernel_size: odd.
         padding: ``"circular"`` (periodic domains) or ``"zeros"`` (bounded ones).
         norm: ``"group"``, ``"batch"``, ``"instance"`` or ``"none"`` (see ``sim.nn.RegularNorm``);
-            ``"batch"`` (``sim.nn.SteerableBatchNorm``) or ``"none"`` for ``steerable_resnet``.
+            for ``steerable_resnet``: ``"batch"`` (``sim.nn.SteerableBatchNorm``), ``"group"``
+            (``sim.nn.SteerableGroupNorm``, per sample) or ``"none"``.
         norm_groups: GroupNorm groups: the largest divisor of each width that is at most this (1: one
             group, a layer norm over all features of a sample).
         activation: ``"gelu"``, ``"relu"`` or ``"silu"``.
@@ -173,9 +174,10 @@ class ModelConfig:
                 parse_steerable_fields(self.group, getattr(self, key))
             except ValueError as err:
                 raise ConfigError(f"{key}: {err}", key=key) from None
-        if self.norm not in ("batch", "none"):
+        if self.norm not in ("batch", "group", "none"):
             raise ConfigError(
-                f"norm: expected 'batch' or 'none' for steerable_resnet, got {self.norm!r}", key="norm"
+                f"norm: expected 'batch', 'group' or 'none' for steerable_resnet, got {self.norm!r}",
+                key="norm",
             )
         for key in ("width", "match_params_of"):
             if getattr(self, key) is not None:

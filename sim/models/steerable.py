@@ -27,7 +27,8 @@ Inside, features are irreps fields ``[B, dim, H, W]`` of the **hidden type** ``h
   type followed by one scalar gate per non-scalar field;
 * **projection** ``conv(hidden -> out_type)`` after a last norm.
 
-``norm`` is :class:`~sim.nn.SteerableBatchNorm` (``"batch"``) or none. Scalars go through
+``norm`` is :class:`~sim.nn.SteerableBatchNorm` (``"batch"``), :class:`~sim.nn.SteerableGroupNorm`
+(``"group"``, per sample) or none. Scalars go through
 ``activation``; every non-scalar field is multiplied by the sigmoid of its gate (the norm nonlinearity of
 the stem uses ``activation`` on the shifted norms).
 
@@ -57,6 +58,7 @@ from sim.nn.steerable import (
     NormNonlinearity,
     SteerableBatchNorm,
     SteerableConv2d,
+    SteerableGroupNorm,
     kernel_basis,
     ring_bandlimit,
 )
@@ -146,13 +148,21 @@ def _reachable(in_type: Irreps, target: Irreps, kernel_size: int) -> Irreps:
     return Irreps(target.group, tuple(f for f in target.fields if ok(f)))
 
 
+def _norm(irreps: Irreps, kind: str) -> nn.Module:
+    if kind == "batch":
+        return SteerableBatchNorm(irreps)
+    if kind == "group":
+        return SteerableGroupNorm(irreps)
+    return nn.Identity()
+
+
 class _Block(nn.Module):
     """``x + conv(gate(conv(norm(x))))`` on the hidden type."""
 
     def __init__(self, hidden: Irreps, *, kernel_size: int, padding: str, norm: str, activation: str):
         super().__init__()
         gated = GatedNonlinearity.gated_type(hidden)
-        self.norm = SteerableBatchNorm(hidden) if norm == "batch" else nn.Identity()
+        self.norm = _norm(hidden, norm)
         self.conv1 = SteerableConv2d(hidden, gated, kernel_size, padding=padding)
         self.gate = GatedNonlinearity(gated, scalar_function=activation)
         self.conv2 = SteerableConv2d(hidden, hidden, kernel_size, padding=padding)
@@ -176,7 +186,8 @@ class SteerableResNet(nn.Module):
         padding: ``"circular"`` for periodic domains, ``"zeros"`` for bounded ones.
         group: ``"O2"`` (exact under D4) or ``"SO2"`` (exact under C4).
         max_frequency: ``L``, the highest frequency of the hidden fields (``>= 1``).
-        norm: ``"batch"`` (:class:`~sim.nn.SteerableBatchNorm`) or ``"none"``.
+        norm: ``"batch"`` (:class:`~sim.nn.SteerableBatchNorm`), ``"group"``
+            (:class:`~sim.nn.SteerableGroupNorm`) or ``"none"``.
         activation: function of the scalar fields and the stem's norms: ``"gelu"``, ``"relu"``, ``"silu"``.
 
     Attributes:
@@ -208,7 +219,7 @@ class SteerableResNet(nn.Module):
         padding: Literal["circular", "zeros"] = "circular",
         group: ContinuousGroup = "O2",
         max_frequency: int = 2,
-        norm: Literal["batch", "none"] = "none",
+        norm: Literal["batch", "group", "none"] = "none",
         activation: Literal["gelu", "relu", "silu"] = "gelu",
     ):
         super().__init__()
@@ -224,7 +235,7 @@ class SteerableResNet(nn.Module):
         _check_int(blocks, what=what, arg="blocks", minimum=0)
         _check_int(max_frequency, what=what, arg="max_frequency", minimum=1)
         _check_choice(padding, ("circular", "zeros"), what=what, arg="padding")
-        _check_choice(norm, ("batch", "none"), what=what, arg="norm")
+        _check_choice(norm, ("batch", "group", "none"), what=what, arg="norm")
         _check_choice(activation, ("gelu", "relu", "silu"), what=what, arg="activation")
         odd = isinstance(kernel_size, int) and not isinstance(kernel_size, bool) and kernel_size % 2 == 1
         if not odd or kernel_size < 3:
@@ -249,7 +260,7 @@ class SteerableResNet(nn.Module):
                 for _ in range(blocks)
             )
         )
-        self.out_norm = SteerableBatchNorm(self.hidden_irreps) if norm == "batch" else nn.Identity()
+        self.out_norm = _norm(self.hidden_irreps, norm)
         self.project = SteerableConv2d(self.hidden_irreps, self.out_irreps, **conv)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ from sim.nn.steerable import (
     RegularToIrreps,
     SteerableBatchNorm,
     SteerableConv2d,
+    SteerableGroupNorm,
     kernel_basis,
     ring_bandlimit,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "SteerableBatchNorm",
     "SphericalHarmonics",
     "SteerableConv2d",
+    "SteerableGroupNorm",
     "TensorProduct",
     "TensorProductConv",
     "check_exact_group",

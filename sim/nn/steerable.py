@@ -62,6 +62,7 @@ __all__ = [
     "RegularToIrreps",
     "SteerableBatchNorm",
     "SteerableConv2d",
+    "SteerableGroupNorm",
     "kernel_basis",
     "ring_bandlimit",
 ]
@@ -614,6 +615,57 @@ class SteerableBatchNorm(nn.Module):
             if self.weight is not None:
                 scale = scale * self.weight
             y = x * (scale @ m)[None, :, None, None]  # scalar channels get 0 here
+        if self.scalar_norm is not None:
+            y = y.index_copy(1, self._scalars, self.scalar_norm(x.index_select(1, self._scalars)))
+        return y
+
+
+class SteerableGroupNorm(nn.Module):
+    """Equivariant normalisation per sample (no batch statistics, the same in train and eval mode).
+
+    Trivial fields: ``nn.GroupNorm`` over them with ``groups`` groups (the largest divisor of their count
+    that is at most ``groups``). Non-trivial fields (2-dim irreps and ``0-``): divided by the root of
+    their mean squared norm per channel over all of them and the grid, per sample (norms are invariant,
+    and no mean is subtracted), then scaled by a learned factor per field. The choice for U-Net-like or
+    small-batch training, where batch statistics are noisy.
+
+    Args:
+        field_type: :class:`~sim.groups.o2.Irreps`.
+        groups: groups of the trivial fields.
+        eps: added to the mean square.
+        affine: learned scale per field (and shift of the trivial fields).
+
+    Shapes:
+        ``[B, dim, H, W] -> [B, dim, H, W]``.
+    """
+
+    def __init__(self, field_type: Irreps, *, groups: int = 8, eps: float = 1e-5, affine: bool = True):
+        super().__init__()
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+            raise ValueError(f"SteerableGroupNorm: groups must be an int >= 1, got {groups!r}")
+        self.in_type = self.out_type = field_type
+        self.eps = eps
+        fields = [i for i, f in enumerate(field_type.fields) if f != (0, 1)]
+        scalars = [field_type.slices()[i].start for i, f in enumerate(field_type.fields) if f == (0, 1)]
+        n_groups = max(g for g in range(1, min(groups, max(len(scalars), 1)) + 1) if len(scalars) % g == 0)
+        self.scalar_norm = nn.GroupNorm(n_groups, len(scalars), eps=eps, affine=affine) if scalars else None
+        m = _field_sum_matrix(field_type, fields)  # [F, dim]
+        self.register_buffer("_sum", m, persistent=False)
+        self.register_buffer("_mask", m.sum(dim=0), persistent=False)  # [dim]: 1 on non-trivial channels
+        self.register_buffer("_scalars", torch.tensor(scalars, dtype=torch.long), persistent=False)
+        self.weight = nn.Parameter(torch.ones(len(fields))) if (affine and fields) else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.in_type.check_tensor(x, "SteerableGroupNorm input")
+        y = x
+        if self._sum.shape[0]:
+            mask = self._mask.to(x.dtype)[None, :, None, None]  # [1, dim, 1, 1]
+            n = mask.sum() * x.shape[2] * x.shape[3]
+            sq = (x * x * mask).sum(dim=(1, 2, 3), keepdim=True) / n  # [B, 1, 1, 1]: per-sample mean square
+            scale = torch.rsqrt(sq + self.eps) * mask  # [B, dim, 1, 1]
+            if self.weight is not None:
+                scale = scale * (self.weight.to(x.dtype) @ self._sum.to(x.dtype))[None, :, None, None]
+            y = x * scale  # scalar channels get 0 here
         if self.scalar_norm is not None:
             y = y.index_copy(1, self._scalars, self.scalar_norm(x.index_select(1, self._scalars)))
         return y

@@ -40,9 +40,10 @@ def test_shipped_configs_build_with_their_documented_sizes(cfg):
     assert model.hidden_irreps == Irreps.parse("O2", "0+ + 0- + 1 + 2" + " + 0+ + 0- + 1 + 2" * 15)
 
 
+@pytest.mark.parametrize("norm", ["none", "group", "batch"])
 @pytest.mark.parametrize("cfg", [VORTICITY, VELOCITY], ids=["vorticity", "velocity"])
-def test_exactly_d4_equivariant(cfg):
-    model = build_model(_tiny(cfg))
+def test_exactly_d4_equivariant(cfg, norm):
+    model = build_model({**_tiny(cfg), "norm": norm})
     assert_equivariant(model, size=12, batch=1)  # float64 1e-10 and float32 1e-5 (the kit's defaults)
 
 
@@ -86,7 +87,7 @@ def test_small_error_at_45_degrees_unlike_a_cnn():
     [
         ({"in_fields": "5x pseudovector"}, "in_fields: fields '5x pseudovector' of O2: unknown field"),
         ({"group": "D4"}, "group: expected O2 or SO2 for steerable_resnet, got 'D4'"),
-        ({"norm": "group"}, "norm: expected 'batch' or 'none' for steerable_resnet"),
+        ({"norm": "instance"}, "norm: expected 'batch', 'group' or 'none' for steerable_resnet"),
         ({"width": 8}, "width: only CNN baselines take it"),
     ],
 )

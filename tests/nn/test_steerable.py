@@ -20,6 +20,7 @@ from sim.nn.steerable import (
     RegularToIrreps,
     SteerableBatchNorm,
     SteerableConv2d,
+    SteerableGroupNorm,
     _angular_parts,
     _sample,
     kernel_basis,
@@ -218,6 +219,7 @@ def test_nonlinearities_and_norm_are_equivariant(t, group):
         NormNonlinearity(t, function="sigmoid", bias=False),
         GatedNonlinearity(GatedNonlinearity.gated_type(t)),
         SteerableBatchNorm(t),
+        SteerableGroupNorm(t, groups=2),
     ):
         for train in (False, True):
             assert_equivariant(module, group=group, size=6, train=train)
@@ -237,6 +239,23 @@ def test_norm_and_gate_values():
     bn = SteerableBatchNorm(t)
     z = bn(torch.randn(8, 4, 5, 5) * 3).detach()
     assert abs(float((z[:, 2:] ** 2).mean()) - 1) < 1e-4 and abs(float(z[:, 0].std()) - 1) < 0.05
+
+
+def test_group_norm_normalises_each_sample_and_ignores_the_batch():
+    t = Irreps.parse("O2", "4x0+ + 0- + 2x1 + 2")
+    gn = SteerableGroupNorm(t, groups=2, eps=1e-12)
+    assert gn.scalar_norm.num_groups == 2
+    x = torch.randn(3, t.dim, 6, 6, dtype=torch.float64) * torch.tensor([1.0, 10.0, 0.1]).reshape(3, 1, 1, 1)
+    gn = gn.double()
+    z = gn(x).detach()
+    for b in range(3):  # per sample: trivial channels zero-mean unit-variance, the rest unit mean square
+        torch.testing.assert_close(float((z[b, 4:] ** 2).mean()), 1.0, atol=1e-4, rtol=0)
+        assert abs(float(z[b, :4].mean())) < 1e-12
+    torch.testing.assert_close(gn(x[1:2]), z[1:2])  # no batch statistics: a sample alone is the same
+    gn.eval()
+    torch.testing.assert_close(gn(x), z)  # and eval mode changes nothing
+    with pytest.raises(ValueError, match="groups must be an int >= 1"):
+        SteerableGroupNorm(t, groups=0)
 
 
 @pytest.mark.parametrize("group", [cyclic(4), dihedral(4), cyclic(8), dihedral(8)], ids=str)
