@@ -28,7 +28,7 @@ import torch
 import xarray as xr
 
 from sim import __version__
-from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive, positive_even
+from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive, positive_even, resolve_device
 from sim.discretize.periodic import PeriodicGrid2D, spectral_resample
 from sim.io import atomic_output, check_output_path
 from sim.solvers.forcing import vorticity_forcing
@@ -130,15 +130,6 @@ class DataFileError(ValueError):
     """A data file that is missing or not in the expected layout."""
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: expected an available device, got {name!r} (no CUDA device is visible)")
-    return device
-
-
 def generate_ns2d(
     config: NS2DDataConfig,
     out: str | os.PathLike | None = None,
@@ -170,7 +161,7 @@ def generate_ns2d(
 
     out = Path(config.output if out is None else out)
     check_output_path(out, overwrite=overwrite)  # fail before any work
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     dtype = torch.float32 if config.solver.dtype == "float32" else torch.float64
     sc = config.solver
     solver = NavierStokes2D(sc.resolution, sc.viscosity, sc.dt, length=sc.length, drag=sc.drag).to(device)

@@ -35,7 +35,7 @@ import torch
 import xarray as xr
 
 from sim import __version__
-from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive
+from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive, resolve_device
 from sim.io import atomic_output, check_output_path
 from sim.solvers.ns2d import SolverDivergedError
 from sim.solvers.random_fields import sample_seed
@@ -187,15 +187,6 @@ def swe_output_paths(config: SWEDataConfig, out: str | os.PathLike | None = None
     return [out.with_name(f"{out.stem}_{i:03d}{out.suffix}") for i in range(config.samples)]
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: expected an available device, got {name!r} (no CUDA device is visible)")
-    return device
-
-
 def build_solver(config: SWEDataConfig) -> ShallowWaterSphere:
     """The solver a config describes (on the CPU; move it with ``.to(device)``)."""
     sc, gc = config.solver, config.grid
@@ -259,7 +250,7 @@ def generate_swe(
     paths = swe_output_paths(config, out)
     for path in paths:
         check_output_path(path, overwrite=overwrite)  # fail before any work
-    device = _resolve_device(config.device)
+    device = resolve_device(config.device)
     solver = build_solver(config).to(device)
     record = config.record_every_hours * 3600.0
     start = np.datetime64(_parse_start(config.start), "s")
