@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 
 from sim.config import ConfigError, load_config
@@ -23,12 +22,7 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small einsums: faster on one thread
 
 
 @pytest.mark.parametrize("name", sorted(p.stem for p in CONFIGS.glob("swe_*.yaml")))

@@ -8,12 +8,8 @@ previous thread count is restored afterwards.
 from __future__ import annotations
 
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every model test module runs on one torch thread (``one_thread`` in tests/conftest.py)."""

@@ -19,12 +19,7 @@ from sim.solvers.swe import ShallowWaterSphere, tilted_axis
 DAY = 86400.0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small einsums: faster on one thread
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
