@@ -146,19 +146,32 @@ def test_every_shipped_data_config_loads(capsys):
     capsys.readouterr()
 
 
-def test_train_rollout_evaluate_end_to_end(tmp_path, capsys):
-    data = tmp_path / "d.nc"
-    assert _generate(data, "samples=3", "t_final=0.6") == 0
+def _train_tiny(tmp_path, *, model: str, data: str, train: str, t_final: float) -> tuple[Path, str]:
+    """Generate 3 tiny samples up to ``t_final``, train on 2 through ``sim train``; (data, checkpoint).
+
+    ``model``, ``data``, ``train``: the YAML flow-mapping bodies of the experiment's sections (``data``
+    without the path, the history of 2 and the sample split)."""
+    path = tmp_path / "d.nc"
+    assert _generate(path, "samples=3", f"t_final={t_final}") == 0
     exp = tmp_path / "exp.yaml"
     exp.write_text(
-        "model: {name: gcnn_resnet, group: P4M, in_fields: 3x pseudoscalar, out_fields: 1x pseudoscalar,"
-        " hidden: 2, blocks: 1, kernel_size: 3}\n"
-        f"data: {{path: {data}, history: 2, train_samples: [0, 2], val_samples: [2, 3]}}\n"
-        "train: {steps: 2, batch_size: 2, log_every: 1, val_every: 2, checkpoint_every: 2, device: cpu}\n"
+        f"model: {{in_fields: 3x pseudoscalar, out_fields: 1x pseudoscalar, {model}}}\n"
+        f"data: {{path: {path}, history: 2, train_samples: [0, 2], val_samples: [2, 3]{data}}}\n"
+        f"train: {{log_every: 1, device: cpu, {train}}}\n"
     )
     run = tmp_path / "run"
     assert main(["train", "--config", str(exp), "--out", str(run), "--no-progress"]) == 0
-    ckpt = str(run / "checkpoints" / "last.pt")
+    return path, str(run / "checkpoints" / "last.pt")
+
+
+def test_train_rollout_evaluate_end_to_end(tmp_path, capsys):
+    data, ckpt = _train_tiny(
+        tmp_path,
+        model="name: gcnn_resnet, group: P4M, hidden: 2, blocks: 1, kernel_size: 3",
+        data="",
+        train="steps: 2, batch_size: 2, val_every: 2, checkpoint_every: 2",
+        t_final=0.6,
+    )
     for element in ("0", "5"):
         out = tmp_path / f"r{element}.nc"
         args = [
@@ -247,18 +260,13 @@ def test_train_rollout_evaluate_end_to_end(tmp_path, capsys):
 
 
 def test_rollout_checks_the_data_against_the_checkpoint_and_keeps_its_stride(tmp_path, capsys):
-    data = tmp_path / "d.nc"
-    assert _generate(data, "samples=3", "t_final=0.9") == 0
-    exp = tmp_path / "exp.yaml"
-    exp.write_text(
-        "model: {name: cnn_resnet, in_fields: 3x pseudoscalar, out_fields: 1x pseudoscalar,"
-        " width: 2, blocks: 1, kernel_size: 3}\n"
-        f"data: {{path: {data}, history: 2, stride: 2, train_samples: [0, 2], val_samples: [2, 3]}}\n"
-        "train: {steps: 1, batch_size: 1, log_every: 1, val_every: 1, checkpoint_every: 1, device: cpu}\n"
+    data, ckpt = _train_tiny(
+        tmp_path,
+        model="name: cnn_resnet, width: 2, blocks: 1, kernel_size: 3",
+        data=", stride: 2",
+        train="steps: 1, batch_size: 1, val_every: 1, checkpoint_every: 1",
+        t_final=0.9,
     )
-    run = tmp_path / "run"
-    assert main(["train", "--config", str(exp), "--out", str(run), "--no-progress"]) == 0
-    ckpt = str(run / "checkpoints" / "last.pt")
 
     def rollout(path, out, *extra):
         return main(
