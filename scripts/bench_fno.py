@@ -33,7 +33,7 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sim.io import write_markdown_section  # noqa: E402
+from sim.io import publish_section  # noqa: E402
 from sim.models import FNO2d, SpectralConv2d, build_model, count_parameters  # noqa: E402
 from sim.runtime import describe_machine, time_interleaved, tune_cpu_allocator  # noqa: E402
 
@@ -289,10 +289,7 @@ def main(argv=None) -> int:
         seconds=time.perf_counter() - t0,
         command=command,
     )
-    if args.out == "-":
-        print(text)
-    else:
-        print(f"wrote {write_markdown_section(args.out, SECTION, text)}")
+    publish_section(args.out, SECTION, text)
     return 0
 
 

@@ -23,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim.io import write_markdown_section  # noqa: E402
+from sim.io import publish_section  # noqa: E402
 from sim.runtime import describe_machine, load_average, time_interleaved, tune_cpu_allocator  # noqa: E402
 from sim.solvers.swe import ShallowWaterSphere  # noqa: E402
 
@@ -126,10 +126,7 @@ def main(argv=None) -> int:
         "1, as torch-harmonics' `ShallowWaterSolver`, which takes one state, so no batched figure). "
         f"CPU allocator tuned: {'yes' if tuned else 'no'}.\n\n" + table + "\n"
     )
-    print("\n" + table)
-    if str(args.out) != "-":
-        write_markdown_section(args.out, "bench_swe", section)
-        print(f"\nwrote {args.out}")
+    publish_section(args.out, "bench_swe", section)
     return 0
 
 

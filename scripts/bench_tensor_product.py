@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.groups.so3 import Irreps, random_rotation, spherical_harmonics  # noqa: E402
-from sim.io import write_markdown_section  # noqa: E402
+from sim.io import publish_section  # noqa: E402
 from sim.nn.tensor_product import TensorProduct  # noqa: E402
 from sim.runtime import describe_machine, time_interleaved  # noqa: E402
 
@@ -244,10 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         e3nn=o3 is not None,
         trials=trials,
     )
-    print(text)
-    if args.out != "-":
-        write_markdown_section(args.out, SECTION, text)
-        print(f"wrote section {SECTION} of {args.out}")
+    publish_section(args.out, SECTION, text)
     return 0
 
 

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim.data.weather import WeatherWindows, compute_statistics, save_statistics  # noqa: E402
 from sim.discretize.latlon import equiangular_grid  # noqa: E402
-from sim.io import write_markdown_section  # noqa: E402
+from sim.io import publish_section  # noqa: E402
 from sim.runtime import describe_machine, tune_cpu_allocator  # noqa: E402
 
 START, END = "<!-- bench_weather:start -->", "<!-- bench_weather:end -->"
@@ -262,10 +262,7 @@ def main(argv=None) -> int:
     section = format_section(
         rows, command=command, machine=machine, load=load, history=args.history, threads=args.threads
     )
-    print("\n" + section)
-    if str(args.out) != "-":
-        write_markdown_section(args.out, "bench_weather", section)
-        print(f"wrote {args.out}")
+    publish_section(args.out, "bench_weather", section)
     return 0
 
 

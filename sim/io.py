@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["OutputError", "atomic_output", "check_output_path", "write_markdown_section"]
+__all__ = ["OutputError", "atomic_output", "check_output_path", "publish_section", "write_markdown_section"]
 
 
 class OutputError(ValueError):
@@ -91,4 +91,21 @@ def write_markdown_section(
         text = text.rstrip() + "\n\n" + block + "\n"
     with atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(text)
+    return path
+
+
+def publish_section(
+    out: str | os.PathLike, name: str, section: str, *, title: str = "Benchmarks"
+) -> Path | None:
+    """Print a script's section and, unless ``out`` is ``"-"`` (print only), write it as section ``name``
+    of the markdown file ``out`` (:func:`write_markdown_section`).
+
+    Returns:
+        The file written, or None for ``"-"``.
+    """
+    print("\n" + section.rstrip())
+    if str(out) == "-":
+        return None
+    path = write_markdown_section(out, name, section, title=title)
+    print(f"\nwrote section {name} of {path}")
     return path

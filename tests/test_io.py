@@ -40,3 +40,14 @@ def test_a_new_markdown_file_gets_the_title_an_existing_one_keeps_its_own(tmp_pa
     write_markdown_section(md, "other", "more", title="Something else")
     text = md.read_text()
     assert text.startswith("# Results\n") and "Something else" not in text
+
+
+def test_publish_section_prints_and_writes_unless_asked_to_print_only(tmp_path, capsys):
+    from sim.io import publish_section
+
+    assert publish_section("-", "bench_x", "## X\n\nnumbers") is None
+    assert "numbers" in capsys.readouterr().out and not list(tmp_path.iterdir())
+    md = tmp_path / "b.md"
+    assert publish_section(md, "bench_x", "## X\n\nnumbers") == md
+    assert "wrote section bench_x of" in capsys.readouterr().out
+    assert "<!-- bench_x:start -->\n## X\n\nnumbers\n<!-- bench_x:end -->" in md.read_text()
