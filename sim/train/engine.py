@@ -377,6 +377,7 @@ def train(
         )
 
     torch.manual_seed(t.seed)
+    signature = data_signature(train_set)  # stored in every checkpoint, for rollouts to check
     stats = compute_statistics(
         d.path, range(*d.train_samples), stride=d.stride, state_type=state_type, forcing_type=forcing_type
     )
@@ -484,7 +485,7 @@ def train(
                     "scheduler": scheduler.state_dict(),
                     "rng": rng_state(),
                     "layout": _layout(config, core),
-                    "data": data_signature(train_set),
+                    "data": signature,
                     "metrics": {"loss": loss_value, "val_loss_1": val1},
                 },
             )
