@@ -25,6 +25,13 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
     pass
 
 
+def _add_config_options(sub: argparse.ArgumentParser) -> None:
+    """The options every config-driven subcommand takes: progress, printing the config, overrides."""
+    sub.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    sub.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    sub.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sim",
@@ -63,9 +70,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ns.add_argument("--out", metavar="FILE.nc", help="output file (default: the config's `output`)")
     ns.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    ns.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    ns.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    ns.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    _add_config_options(ns)
     ns.set_defaults(func=_cmd_generate_ns2d)
 
     dat = sub.add_parser(
@@ -95,9 +100,7 @@ def _build_parser() -> argparse.ArgumentParser:
     prep.add_argument("config", metavar="YAML", help="prepare config, e.g. configs/data/era5_example.yaml")
     prep.add_argument("--out", metavar="STORE.zarr", help="output store (default: the config's `output`)")
     prep.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    prep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    prep.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    prep.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    _add_config_options(prep)
     prep.set_defaults(func=_cmd_data_prepare)
     dins = dat_sub.add_parser(
         "inspect",
@@ -135,9 +138,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--out", metavar="FILE.nc", help="output file; several samples add _000, _001, ... (default: config)"
     )
     sw.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    sw.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    sw.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    sw.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    _add_config_options(sw)
     sw.set_defaults(func=_cmd_generate_swe)
 
     tr = sub.add_parser(
@@ -162,9 +163,7 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue the run in DIR from its last checkpoint")
     tr.add_argument("--overwrite", action="store_true", help="start afresh in an existing DIR")
     tr.add_argument("--stop-after", type=int, metavar="N", help="stop after N steps (with a checkpoint)")
-    tr.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    tr.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    tr.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    _add_config_options(tr)
     tr.set_defaults(func=_cmd_train)
 
     ro = sub.add_parser(
