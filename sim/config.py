@@ -77,7 +77,6 @@ __all__ = [
     "positive",
     "positive_even",
     "read_yaml",
-    "resolve_device",
     "to_dict",
     "write_config",
 ]
@@ -375,23 +374,6 @@ def _read_yaml(path: Path, source: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"expected a mapping at the top level, got {type(data).__name__}", source=source)
     return data
-
-
-def resolve_device(name: str):
-    """The ``torch.device`` a config's ``device`` value names: ``"auto"`` is CUDA when one is visible,
-    else the CPU.
-
-    Raises:
-        ConfigError: a CUDA device is asked for and none is visible (one line naming the value).
-    """
-    import torch  # here, so that reading configs does not import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: expected an available device, got {name!r} (no CUDA device is visible)")
-    return device
 
 
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:

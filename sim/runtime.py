@@ -1,4 +1,5 @@
-"""Process-level tuning that the applications (the ``sim`` command, the benchmarks) opt into.
+"""Process-level tuning that the applications (the ``sim`` command, the benchmarks) opt into, and the
+benchmarks' and generators' shared helpers (timing, machine description, the device a config names).
 
 Nothing here runs on import: library code never changes process-wide settings by itself.
 """
@@ -14,7 +15,14 @@ import sys
 import time
 from collections.abc import Callable
 
-__all__ = ["describe_machine", "load_average", "sync", "time_interleaved", "tune_cpu_allocator"]
+__all__ = [
+    "describe_machine",
+    "load_average",
+    "resolve_device",
+    "sync",
+    "time_interleaved",
+    "tune_cpu_allocator",
+]
 
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
 
@@ -72,6 +80,25 @@ def load_average() -> str:
         return f"{os.getloadavg()[0]:.2f}"
     except (AttributeError, OSError):
         return "?"
+
+
+def resolve_device(name: str):
+    """The ``torch.device`` a config's ``device`` value names: ``"auto"`` is CUDA when one is visible,
+    else the CPU.
+
+    Raises:
+        ConfigError: a CUDA device is asked for and none is visible (one line naming the value).
+    """
+    import torch
+
+    from sim.config import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device: expected an available device, got {name!r} (no CUDA device is visible)")
+    return device
 
 
 def sync(device) -> None:

@@ -28,9 +28,10 @@ import torch
 import xarray as xr
 
 from sim import __version__
-from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive, positive_even, resolve_device
+from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive, positive_even
 from sim.discretize.periodic import PeriodicGrid2D, spectral_resample
 from sim.io import atomic_output, check_output_path
+from sim.runtime import resolve_device
 from sim.solvers.forcing import vorticity_forcing
 from sim.solvers.ns2d import NavierStokes2D, SolverDivergedError
 from sim.solvers.random_fields import gaussian_random_field, sample_seed

@@ -35,8 +35,9 @@ import torch
 import xarray as xr
 
 from sim import __version__
-from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive, resolve_device
+from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive
 from sim.io import atomic_output, check_output_path
+from sim.runtime import resolve_device
 from sim.solvers.ns2d import SolverDivergedError
 from sim.solvers.random_fields import sample_seed
 from sim.solvers.swe import ShallowWaterSphere, tilted_axis
