@@ -362,7 +362,7 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
     stepper, config, ckpt = load_stepper(args.checkpoint)
     stride = config.data.stride
     if "data" in ckpt and not args.ignore_data_mismatch:
-        windows = NS2DWindows(args.data, history=stepper.history, stride=stride)
+        windows = NS2DWindows(args.data, history=stepper.history, stride=stride, state=config.data.state)
         check_data_fits(ckpt["data"], windows, hint=" (pass --ignore-data-mismatch to roll out anyway)")
     out = rollout_to_netcdf(
         stepper,

@@ -14,6 +14,8 @@ import xarray as xr
 import yaml
 
 from sim.cli import main
+from sim.evaluate._common import transform_vorticity
+from sim.train import load_stepper
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -146,16 +148,24 @@ def test_every_shipped_data_config_loads(capsys):
     capsys.readouterr()
 
 
-def _train_tiny(tmp_path, *, model: str, data: str, train: str, t_final: float) -> tuple[Path, str]:
+def _train_tiny(
+    tmp_path,
+    *,
+    model: str,
+    data: str,
+    train: str,
+    t_final: float,
+    fields: str = "in_fields: 3x pseudoscalar, out_fields: 1x pseudoscalar",
+) -> tuple[Path, str]:
     """Generate 3 tiny samples up to ``t_final``, train on 2 through ``sim train``; (data, checkpoint).
 
-    ``model``, ``data``, ``train``: the YAML flow-mapping bodies of the experiment's sections (``data``
-    without the path, the history of 2 and the sample split)."""
+    ``model``, ``data``, ``train``: the YAML flow-mapping bodies of the experiment's sections (``model``
+    without the ``fields``, ``data`` without the path, the history of 2 and the sample split)."""
     path = tmp_path / "d.nc"
     assert _generate(path, "samples=3", f"t_final={t_final}") == 0
     exp = tmp_path / "exp.yaml"
     exp.write_text(
-        f"model: {{in_fields: 3x pseudoscalar, out_fields: 1x pseudoscalar, {model}}}\n"
+        f"model: {{{fields}, {model}}}\n"
         f"data: {{path: {path}, history: 2, train_samples: [0, 2], val_samples: [2, 3]{data}}}\n"
         f"train: {{log_every: 1, device: cpu, {train}}}\n"
     )
@@ -373,3 +383,43 @@ def test_swe_data_runs_through_the_weather_pipeline(tmp_path, capsys):
     assert torch.isfinite(inputs).all() and forcings.shape == (1, 9, 16, 32)
     assert main(["generate", "swe", "--config", config, "--out", str(out), *tiny]) == 2  # no overwrite
     assert "already exists" in capsys.readouterr().err
+
+
+def test_a_velocity_model_trains_rolls_out_and_is_evaluated_on_vorticity(tmp_path, capsys):
+    data, ckpt = _train_tiny(
+        tmp_path,
+        model="name: steerable_resnet, group: O2, hidden: 1, blocks: 1, kernel_size: 3, norm: none",
+        fields="in_fields: 2x vector + 1x pseudoscalar, out_fields: 1x vector",
+        data=", state: velocity",
+        train="steps: 2, batch_size: 2, val_every: 2, checkpoint_every: 2, conserve_mean: true",
+        t_final=0.6,
+    )
+    stepper, config, raw = load_stepper(ckpt)
+    assert (
+        stepper.state_channels == 2 and config.data.state == "velocity" and raw["data"]["state"] == "velocity"
+    )
+    assert float(stepper.state_mean.abs().max()) == 0.0  # a vector has no invariant mean under D4
+    out = tmp_path / "r.nc"
+    args = ["rollout", "--checkpoint", ckpt, "--data", str(data), "--steps", "3", "--samples", "2:3"]
+    assert main([*args, "--element", "5", "--out", str(out), "--no-progress"]) == 0
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["state"] == "velocity" and ds["vorticity"].shape == (1, 3, 8, 8)
+        assert np.isfinite(ds["vorticity"].values).all() and int(ds["diverged_at"][0]) == -1
+    # the model is exactly D4-equivariant: rolling out from mirrored data gives the mirrored rollout
+    assert main([*args, "--element", "0", "--out", str(tmp_path / "r0.nc"), "--no-progress"]) == 0
+    with xr.open_dataset(out) as ds, xr.open_dataset(tmp_path / "r0.nc") as ds0:
+        mirrored = transform_vorticity(torch.from_numpy(ds0["vorticity"].values), 5).numpy()
+        np.testing.assert_allclose(
+            ds["vorticity"].values, mirrored, rtol=0, atol=1e-4 * np.abs(mirrored).max()
+        )
+    assert main(["evaluate", f"velocity={out}", "--out", str(tmp_path / "eval")]) == 0
+    assert "| velocity |" in capsys.readouterr().out
+    # a vorticity model's out_fields with velocity data: one line naming both
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "model: {name: cnn_resnet, width: 2, blocks: 1, in_fields: 3x pseudoscalar, "
+        f"out_fields: 1x pseudoscalar}}\ndata: {{path: {data}, history: 2, state: velocity}}\n"
+    )
+    assert main(["train", "--config", str(bad), "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "data.state 'velocity' is 1x vector, got '1x pseudoscalar'" in err

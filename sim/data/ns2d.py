@@ -16,6 +16,7 @@ The time coordinate starts at ``warmup`` (0: the first frame is the initial cond
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import os
 from collections.abc import Sequence
@@ -43,9 +44,15 @@ __all__ = [
     "NS2DDataConfig",
     "NS2DSolverConfig",
     "NS2DWindows",
+    "STATES",
     "generate_ns2d",
     "preview_ns2d",
+    "state_to_vorticity",
+    "velocity_operator",
+    "vorticity_to_state",
 ]
+
+STATES = ("vorticity", "velocity")  # what NS2DWindows can give as the state
 
 _SOLVER_NAME = "sim.solvers.NavierStokes2D: pseudo-spectral vorticity, 2/3 dealiasing, CN-Heun IMEX"
 
@@ -321,14 +328,49 @@ def _append_batch(path: Path, start: int, block: np.ndarray, seeds: Sequence[int
         nc["sample"][start:stop] = np.arange(start, stop, dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=8)
+def velocity_operator(n: int, length: float) -> NavierStokes2D:
+    """The solver's spectral operators on an ``n x n`` periodic square of side ``length``:
+    ``.velocity(w)`` and its inverse ``.vorticity(uv)`` (shared, stateless; cached per size)."""
+    return NavierStokes2D(n, viscosity=0.0, dt=1.0, length=length)
+
+
+def vorticity_to_state(w: torch.Tensor, state: str, length: float) -> torch.Tensor:
+    """Vorticity frames ``[..., n, n]`` as the state ``[..., C, n, n]``: ``C = 1`` for ``"vorticity"``,
+    the velocity ``(u, v)`` (``C = 2``, as the solver computes it, float64 inside) for ``"velocity"``."""
+    if state == "vorticity":
+        return w.unsqueeze(-3)
+    if state != "velocity":
+        raise ValueError(f"state: expected one of {STATES}, got {state!r}")
+    lead, n = w.shape[:-2], w.shape[-1]
+    uv = velocity_operator(n, float(length)).velocity(w.reshape(-1, n, n).double())  # [N, 2, n, n]
+    return uv.to(w.dtype).reshape(*lead, 2, n, n)
+
+
+def state_to_vorticity(x: torch.Tensor, state: str, length: float) -> torch.Tensor:
+    """The inverse of :func:`vorticity_to_state`: ``[..., C, n, n] -> [..., n, n]`` (for velocity, its
+    curl: a divergent part does not enter)."""
+    if state == "vorticity":
+        return x.squeeze(-3)
+    if state != "velocity":
+        raise ValueError(f"state: expected one of {STATES}, got {state!r}")
+    lead, n = x.shape[:-3], x.shape[-1]
+    w = velocity_operator(n, float(length)).vorticity(x.reshape(-1, 2, n, n).double())  # [N, n, n]
+    return w.to(x.dtype).reshape(*lead, n, n)
+
+
 class NS2DWindows(torch.utils.data.Dataset):
     """Training windows ``(inputs, target)`` from a 2D Navier-Stokes file, read lazily.
 
-    A window starting at frame ``t`` of sample ``s`` (frames ``stride`` apart) gives::
+    A window starting at frame ``t`` of sample ``s`` (frames ``stride`` apart) gives, with ``C`` state
+    channels (1 for the vorticity, 2 for the velocity ``(u, v)``)::
 
-        inputs [history + 1, y, x]   vorticity at frames t, t+stride, ..., (history frames, oldest first),
-                                     then the forcing as the last channel
-        target [horizon, y, x]       vorticity at the next ``horizon`` frames
+        inputs [history * C + 1, y, x]  the state at frames t, t+stride, ... (history frames, oldest
+                                        first, channels of a frame together), then the vorticity forcing
+        target [horizon * C, y, x]      the state at the next ``horizon`` frames
+
+    The velocity is computed from the stored vorticity by the solver's spectral operator (divergence-
+    free, zero mean), so every data file serves both states.
 
     Only the frames of the requested window are read from disk; the file handle is opened on first use
     in each process, so the data set works with ``DataLoader(num_workers > 0)``.
@@ -340,6 +382,7 @@ class NS2DWindows(torch.utils.data.Dataset):
         samples: which samples (indices along ``sample``) to use, e.g. ``range(0, 1000)`` for a training
             split; all when None.
         stride: frames between consecutive model steps (>= 1).
+        state: ``"vorticity"`` (a pseudoscalar) or ``"velocity"`` (a vector).
 
     Raises:
         DataFileError: the file is missing, lacks a variable, or is too short for one window.
@@ -353,12 +396,15 @@ class NS2DWindows(torch.utils.data.Dataset):
         horizon: int = 1,
         samples: Sequence[int] | None = None,
         stride: int = 1,
+        state: Literal["vorticity", "velocity"] = "vorticity",
     ):
         self.path = Path(path)
         for name, v in (("history", history), ("horizon", horizon), ("stride", stride)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"NS2DWindows: {name} must be an int >= 1, got {v!r}")
-        self.history, self.horizon, self.stride = history, horizon, stride
+        if state not in STATES:
+            raise ValueError(f"NS2DWindows: state must be one of {STATES}, got {state!r}")
+        self.history, self.horizon, self.stride, self.state = history, horizon, stride, state
         if not self.path.is_file():
             raise DataFileError(f"{self.path}: no such file")
         with self._open() as ds:
@@ -372,6 +418,11 @@ class NS2DWindows(torch.utils.data.Dataset):
             self.attrs = dict(ds.attrs)
             self.times = ds["time"].values
             self.grid_shape = (ds.sizes["y"], ds.sizes["x"])
+            if state == "velocity" and (self.grid_shape[0] != self.grid_shape[1] or "length" not in ds.attrs):
+                raise DataFileError(
+                    f"{self.path}: state 'velocity' needs a square grid and a 'length' attribute, got "
+                    f"{self.grid_shape[0]}x{self.grid_shape[1]} and length={ds.attrs.get('length')!r}"
+                )
             forcing = ds["forcing"]
             if forcing.dims not in (("y", "x"), ("sample", "y", "x")):
                 raise DataFileError(
@@ -407,9 +458,14 @@ class NS2DWindows(torch.utils.data.Dataset):
         return self._ds
 
     @property
+    def state_channels(self) -> int:
+        """``C``: 1 (vorticity) or 2 (velocity)."""
+        return 2 if self.state == "velocity" else 1
+
+    @property
     def in_channels(self) -> int:
-        """Channels of ``inputs``: the history plus one forcing channel."""
-        return self.history + 1
+        """Channels of ``inputs``: the history of states plus one forcing channel."""
+        return self.history * self.state_channels + 1
 
     def __len__(self) -> int:
         return len(self.samples) * self.windows_per_sample
@@ -429,12 +485,16 @@ class NS2DWindows(torch.utils.data.Dataset):
             ds["vorticity"][s, t : last + 1 : self.stride].values, dtype=np.float32
         )  # [h+H, y, x]
         frames = torch.from_numpy(frames)
+        if self.state != "vorticity":
+            length = float(self.attrs["length"])
+            frames = vorticity_to_state(frames, self.state, length).flatten(0, 1)  # [(h+H)*C, y, x]
         if self._shared_forcing:
             forcing = self._forcing
         else:
             forcing = torch.from_numpy(np.asarray(ds["forcing"][s].values, dtype=np.float32))
-        inputs = torch.cat([frames[: self.history], forcing[None]], dim=0)  # [history + 1, y, x]
-        return inputs, frames[self.history :]  # target [horizon, y, x]
+        n = self.history * self.state_channels
+        inputs = torch.cat([frames[:n], forcing[None]], dim=0)  # [history * C + 1, y, x]
+        return inputs, frames[n:]  # target [horizon * C, y, x]
 
     def close(self) -> None:
         """Close the file handle of this process."""

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from sim.data.ns2d import DataFileError
+from sim.data.ns2d import DataFileError, velocity_operator
 from sim.evaluate._common import (
     check_element,
     check_int,
@@ -39,7 +39,6 @@ from sim.evaluate._common import (
     transform_vorticity,
 )
 from sim.io import atomic_output, check_output_path
-from sim.solvers.ns2d import NavierStokes2D
 
 __all__ = [
     "correlation",
@@ -108,11 +107,6 @@ def enstrophy(w: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=8)
-def _velocity_operator(n: int, length: float) -> NavierStokes2D:
-    return NavierStokes2D(n, viscosity=0.0, dt=1.0, length=length)
-
-
-@functools.lru_cache(maxsize=8)
 def _shells(n: int) -> tuple[np.ndarray, int]:
     """Shell index ``round(|k|)`` of each mode of ``fft2`` on ``n x n`` (``[n, n]``), and the shell count."""
     k = np.fft.fftfreq(n, d=1.0 / n)  # integer wavenumbers
@@ -142,7 +136,7 @@ def energy_spectrum(w: np.ndarray, *, length: float = 1.0) -> tuple[np.ndarray, 
     n = w.shape[-1]
     lead = w.shape[:-2]
     flat = torch.from_numpy(w.reshape(-1, n, n))  # [N, n, n]
-    uv = _velocity_operator(n, float(length)).velocity(flat)  # [N, 2, n, n]
+    uv = velocity_operator(n, float(length)).velocity(flat)  # [N, 2, n, n]
     uv_hat = torch.fft.fft2(uv) / n**2  # [N, 2, n, n]
     density = 0.5 * (uv_hat.abs() ** 2).sum(dim=1).numpy()  # [N, n, n]
     shell, K = _shells(n)

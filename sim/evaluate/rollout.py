@@ -3,13 +3,14 @@
 File layout (netCDF-4)::
 
     dimensions:  sample, lead_time, y, x
-    vorticity(sample, lead_time, y, x)  float32   the predicted states, NaN from a sample's divergence on
+    vorticity(sample, lead_time, y, x)  float32   the predicted states (a velocity stepper's as their
+                                                  vorticity), NaN from a sample's divergence on
     diverged_at(sample)                 int32     first lead at which the sample diverged, -1 if never
     initial_max_abs(sample)             float32   max |w| over the initial frames (the blow-up reference)
     coordinates: sample (indices of the data file), lead_time (1..steps, model steps),
                  lead_model_time(lead_time) = lead_time x stride x the data's frame interval,
                  time(lead_time) = the data file's time of the predicted frame, y, x
-    attributes:  data_file, start, history, stride, steps, element, element_name, group, frame_interval
+    attributes:  data_file, state, start, history, stride, steps, element, element_name, group, frame_interval
                  (of the rollout: stride x the data's), init_time, blowup_factor, sim_version, created,
                  and the caller's ``attrs``
 
@@ -20,6 +21,7 @@ Lead ``l`` of a rollout from frame ``start`` with ``stride`` ``s`` predicts the 
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -30,7 +32,7 @@ import torch
 import xarray as xr
 
 from sim import __version__
-from sim.data.ns2d import DataFileError
+from sim.data.ns2d import DataFileError, state_to_vorticity, vorticity_to_state
 from sim.evaluate._common import (
     GROUP,
     check_element,
@@ -49,6 +51,8 @@ __all__ = ["rollout_to_netcdf"]
 _RESERVED_ATTRS = frozenset(
     {
         "title",
+        "state",
+        "state_note",
         "data_file",
         "start",
         "history",
@@ -144,11 +148,19 @@ def rollout_to_netcdf(
     if clash:
         raise ValueError(f"attrs: {clash} are written by rollout_to_netcdf itself; use other names")
     T, C, F = stepper.history, stepper.state_channels, stepper.forcing_channels
-    if C != 1 or F not in (0, 1):
+    if C not in (1, 2) or F not in (0, 1):
         raise ValueError(
-            f"stepper: expected 1 state channel (vorticity) and 0 or 1 forcing channels, got {C} and {F}"
+            "stepper: expected 1 state channel (vorticity) or 2 (velocity) and 0 or 1 forcing channels, "
+            f"got {C} and {F}"
         )
+    state = "velocity" if C == 2 else "vorticity"
     src = open_source(data_path)
+    if state == "velocity" and (src.ny != src.nx or "length" not in src.attrs):
+        raise DataFileError(
+            f"{src.path}: a velocity stepper needs a square grid and a 'length' attribute, got "
+            f"{src.ny}x{src.nx} and length={src.attrs.get('length')!r}"
+        )
+    to_vorticity = functools.partial(state_to_vorticity, state=state, length=src.attrs.get("length", 1.0))
     if start + (T - 1) * stride + 1 > src.n_frames:
         raise DataFileError(
             f"{src.path}: {src.n_frames} frames per sample are too few for start={start}, "
@@ -176,6 +188,11 @@ def rollout_to_netcdf(
     interval = src.frame_interval * stride
     meta = {
         "title": "autoregressive rollout of a sim Stepper (2D Navier-Stokes vorticity)",
+        "state": state,
+        "state_note": (
+            "the stepper's state; a velocity state is stepped as (u, v) and written as its vorticity "
+            "dv/dx - du/dy (spectral)"
+        ),
         "data_file": str(src.path.resolve()),
         "start": start,
         "history": T,
@@ -218,12 +235,15 @@ def rollout_to_netcdf(
                 for b0 in range(0, S, batch_size):
                     positions = picks[b0 : b0 + batch_size]
                     history, forcing = _initial(ds, src.shared_forcing, positions, start, T, F, g, stride)
+                    if state == "velocity":
+                        history = vorticity_to_state(history[:, :, 0], state, src.attrs["length"])
                     diverged, init_max = _roll_batch(
                         stepper,
                         history.to(device=device, dtype=dtype),
                         None if forcing is None else forcing.to(device=device, dtype=dtype),
                         nc["vorticity"],
                         b0,
+                        to_vorticity=to_vorticity,
                         steps=steps,
                         chunk=chunk,
                         blowup_factor=float(blowup_factor),
@@ -274,11 +294,13 @@ def _roll_batch(
     chunk: int,
     blowup_factor: float,
     bar,
+    to_vorticity,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Roll one batch out and write its states to ``var[b0:b0+B]``; returns (diverged_at, initial max)."""
+    """Roll one batch out and write the vorticity of its states (``to_vorticity``: ``[..., C, H, W] ->
+    [..., H, W]``) to ``var[b0:b0+B]``; returns (diverged_at, initial max |w|)."""
     B, _, _, H, W = history.shape
     device = history.device
-    init_max = history.abs().amax(dim=(1, 2, 3, 4))  # [B]
+    init_max = to_vorticity(history).abs().amax(dim=(1, 2, 3))  # [B]
     limit = torch.where(init_max > 0, blowup_factor * init_max, torch.full_like(init_max, math.inf))
     alive = torch.ones(B, dtype=torch.bool, device=device)
     diverged = torch.full((B,), -1, dtype=torch.int64, device=device)
@@ -286,9 +308,9 @@ def _roll_batch(
     lead = 0
     states = stepper.rollout(history, forcing, steps)
     try:
-        for state in states:  # [B, 1, H, W]
+        for state in states:  # [B, C, H, W]
             lead += 1
-            w = state[:, 0]  # [B, H, W]
+            w = to_vorticity(state)  # [B, H, W]
             bad = ~torch.isfinite(w).all(dim=(1, 2)) | (w.abs().amax(dim=(1, 2)) > limit)  # [B]
             diverged = torch.where(bad & alive, lead, diverged)
             alive &= ~bad

@@ -226,6 +226,27 @@ class NavierStokes2D(nn.Module):
         uv = torch.fft.irfft2(ops[:2, None] * w_hat[None], s=(n, n))  # [2, B, n, n]
         return uv.transpose(0, 1)  # [B, 2, n, n]
 
+    def vorticity(self, uv: torch.Tensor) -> torch.Tensor:
+        """Vorticity ``dv/dx - du/dy`` of a velocity field (spectral derivatives), the inverse of
+        :meth:`velocity` on mean-free vorticity: ``vorticity(velocity(w)) = w - mean(w)`` up to the
+        Nyquist modes. The divergent part of ``uv`` does not enter.
+
+        Args:
+            uv: velocity ``[B, 2, n, n]``, the x and y components.
+
+        Returns:
+            ``[B, n, n]``.
+        """
+        if not isinstance(uv, torch.Tensor) or uv.ndim != 4 or uv.shape[1] != 2:
+            got = list(uv.shape) if isinstance(uv, torch.Tensor) else type(uv).__name__
+            raise ValueError(f"NavierStokes2D: uv must have shape [B, 2, n, n], got {got}")
+        self._check_w(uv[:, 0], what="uv[:, 0]")
+        _, _, ops = self._tables(uv)
+        u_hat, v_hat = torch.fft.rfft2(uv).unbind(1)  # 2 x [B, n, n//2+1]
+        # ops[2] and ops[3] are the spectral d/dx and d/dy (they give w_x, w_y from w_hat)
+        w_hat = ops[2] * v_hat - ops[3] * u_hat
+        return torch.fft.irfft2(w_hat, s=(self.resolution,) * 2)  # [B, n, n]
+
     def tendency(self, w: torch.Tensor, forcing: torch.Tensor | None = None) -> torch.Tensor:
         """The right-hand side ``dw/dt = -u . grad(w) + nu Laplacian(w) - drag w + f`` of the solver.
 

@@ -24,6 +24,9 @@ class DataSpec:
     """Where the trajectories are and how windows are cut from them."""
 
     path: str = "runs/demo/ns2d_demo.nc"
+    state: Literal["vorticity", "velocity"] = cfield(
+        "vorticity", doc="the state the model steps: vorticity (1x pseudoscalar) or velocity (1x vector)"
+    )
     history: int = cfield(4, **positive())
     stride: int = cfield(1, **positive())
     train_samples: tuple[int, int] = cfield((0, 6), **_sample_range())

@@ -38,7 +38,7 @@ import xarray as xr
 from torch import nn
 
 from sim.config import ConfigError, dump_yaml, from_dict, write_config
-from sim.data.ns2d import DataFileError, NS2DWindows
+from sim.data.ns2d import DataFileError, NS2DWindows, vorticity_to_state
 from sim.groups.fields import FieldType
 from sim.io import OutputError
 from sim.models.registry import build_model
@@ -75,25 +75,36 @@ class TrainResult:
 
 
 def compute_statistics(
-    path: str | os.PathLike, samples: range, *, stride: int, state_type: FieldType, forcing_type: FieldType
+    path: str | os.PathLike,
+    samples: range,
+    *,
+    stride: int,
+    state_type: FieldType,
+    forcing_type: FieldType,
+    state: str = "vorticity",
 ) -> tuple[FieldStats, FieldStats, FieldStats]:
-    """State, one-step-difference and forcing statistics of the training samples, one sample at a time."""
+    """State, one-step-difference and forcing statistics of the training samples, one sample at a time
+    (``state``: ``"vorticity"`` or ``"velocity"``, see :class:`~sim.data.ns2d.NS2DWindows`)."""
     with xr.open_dataset(path, engine="netcdf4", cache=False) as ds:
+        length = float(ds.attrs.get("length", 1.0))
         s_sum = s_sq = d_sum = d_sq = 0.0
         s_n = d_n = 0
         for i in samples:
             w = torch.from_numpy(np.asarray(ds["vorticity"][i].values, dtype=np.float64))  # [T, y, x]
-            s_sum, s_sq, s_n = s_sum + w.sum(), s_sq + (w**2).sum(), s_n + w.numel()
-            d = w[stride:] - w[:-stride]
-            d_sum, d_sq, d_n = d_sum + d.sum(), d_sq + (d**2).sum(), d_n + d.numel()
+            x = vorticity_to_state(w, state, length)  # [T, C, y, x]
+            s_sum, s_sq = s_sum + x.sum(dim=(0, 2, 3)), s_sq + (x**2).sum(dim=(0, 2, 3))  # [C]
+            s_n += x[:, 0].numel()
+            d = x[stride:] - x[:-stride]
+            d_sum, d_sq = d_sum + d.sum(dim=(0, 2, 3)), d_sq + (d**2).sum(dim=(0, 2, 3))
+            d_n += d[:, 0].numel()
         f = torch.from_numpy(np.asarray(ds["forcing"].values, dtype=np.float64))
         if ds["forcing"].ndim == 3:
             f = f[list(samples)]
-    one = lambda v: torch.as_tensor(v, dtype=torch.float64).reshape(1)  # noqa: E731
-    state = field_stats(one(s_sum), one(s_sq), s_n, state_type)
+    one = lambda v: torch.as_tensor(v, dtype=torch.float64).reshape(-1)  # noqa: E731
+    state_stats = field_stats(one(s_sum), one(s_sq), s_n, state_type)
     delta = field_stats(one(d_sum), one(d_sq), max(d_n, 1), state_type)
     forcing = field_stats(one(f.sum()), one((f**2).sum()), f.numel(), forcing_type)
-    return state, delta, forcing
+    return state_stats, delta, forcing
 
 
 def build_stepper(config: ExperimentConfig, stats: tuple[FieldStats, FieldStats, FieldStats]) -> Stepper:
@@ -122,6 +133,13 @@ def _types(config: ExperimentConfig) -> tuple[FieldType, FieldType]:
             f"model.in_fields: expected {config.data.history} copies of out_fields "
             f"({config.model.out_fields}) followed by the forcing fields, got {config.model.in_fields!r}"
         )
+    want = {"vorticity": ("1x pseudoscalar", "1x scalar"), "velocity": ("1x vector",)}[config.data.state]
+    if not any(out_type == FieldType.parse(group, spec) for spec in want):
+        raise ConfigError(
+            f"model.out_fields: data.state {config.data.state!r} is {' or '.join(want)}, got "
+            f"{config.model.out_fields!r}",
+            key="model.out_fields",
+        )
     return out_type, FieldType(group, in_type.reps[n_state:])
 
 
@@ -130,7 +148,8 @@ def data_signature(windows: NS2DWindows) -> dict:
 
     Returns:
         ``{"grid": [ny, nx], "length": domain side, "step_time": model time per step (frame interval x
-        stride), "viscosity": ..., "drag": ...}``; a value the file does not record is None.
+        stride), "viscosity": ..., "drag": ..., "state": "vorticity" or "velocity"}``; a value the file
+        does not record is None.
     """
     attrs = windows.attrs
     times = np.asarray(windows.times, dtype=np.float64)
@@ -146,6 +165,7 @@ def data_signature(windows: NS2DWindows) -> dict:
         "step_time": interval * windows.stride,
         "viscosity": number("viscosity"),
         "drag": number("drag"),
+        "state": windows.state,
     }
 
 
@@ -166,7 +186,10 @@ def check_data_fits(trained: dict, windows: NS2DWindows, *, hint: str = "") -> N
         have = got.get(key)
         if want is None or have is None:
             continue
-        same = have == want if key == "grid" else math.isclose(have, want, rel_tol=1e-6, abs_tol=1e-12)
+        if isinstance(want, (int, float)) and isinstance(have, (int, float)):
+            same = math.isclose(have, want, rel_tol=1e-6, abs_tol=1e-12)
+        else:
+            same = have == want
         if not same:
             diffs.append(f"{key} {have} (trained on {want})")
     if diffs:
@@ -196,9 +219,9 @@ def load_stepper(path: str | os.PathLike, *, map_location="cpu") -> tuple[Steppe
     import yaml
 
     config = from_dict(ExperimentConfig, yaml.safe_load(ckpt["config"]), source=f"{path} (stored config)")
-    zero = FieldStats(torch.zeros(1), torch.ones(1))
-    n_forcing = ckpt["layout"]["forcing_channels"]
-    stepper = build_stepper(config, (zero, zero, FieldStats(torch.zeros(n_forcing), torch.ones(n_forcing))))
+    blank = lambda n: FieldStats(torch.zeros(n), torch.ones(n))  # noqa: E731 (the weights overwrite them)
+    n_state, n_forcing = ckpt["layout"]["state_channels"], ckpt["layout"]["forcing_channels"]
+    stepper = build_stepper(config, (blank(n_state), blank(n_state), blank(n_forcing)))
     try:
         stepper.load_state_dict(ckpt["stepper"])
     except RuntimeError as err:
@@ -258,13 +281,16 @@ def _schedule(config: ExperimentConfig):
     return factor
 
 
-def _split(batch, history: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    inputs, target = (b.to(device, non_blocking=True) for b in batch)  # [B, T+F, y, x], [B, K, y, x]
+def _split(batch, history: int, channels: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(history [B, T, C, y, x], forcing [B, F, y, x], target [B, K, C, y, x])`` of a batch of windows."""
+    inputs, target = (b.to(device, non_blocking=True) for b in batch)  # [B, T*C+F, y, x], [B, K*C, y, x]
+    B, _, H, W = inputs.shape
+    n = history * channels
     return (
-        inputs[:, :history, None],
-        inputs[:, history:],
-        target[:, :, None],
-    )  # [B,T,1,y,x], [B,F,y,x], [B,K,1,y,x]
+        inputs[:, :n].reshape(B, history, channels, H, W),
+        inputs[:, n:],
+        target.reshape(B, -1, channels, H, W),
+    )
 
 
 def _loss(
@@ -291,7 +317,7 @@ def _validate(stepper: Stepper, loader, history: int, k: int, device, batches: i
         for i, batch in enumerate(loader):
             if i >= batches:
                 break
-            h, f, target = _split(batch, history, device)
+            h, f, target = _split(batch, history, stepper.state_channels, device)
             one.append(float(_loss(stepper, stepper, h, f, target, 1, False)))
             many.append(float(_loss(stepper, stepper, h, f, target, k, False)))
     stepper.train()
@@ -364,22 +390,24 @@ def train(
 
     if not Path(d.path).is_file():
         raise DataFileError(f"{d.path}: no such data file (data.path); make one with `sim generate ns2d`")
-    train_set = NS2DWindows(
-        d.path, history=d.history, horizon=t.unroll, stride=d.stride, samples=range(*d.train_samples)
-    )
-    val_set = NS2DWindows(
-        d.path, history=d.history, horizon=t.unroll, stride=d.stride, samples=range(*d.val_samples)
-    )
-    if train_set.in_channels != d.history + forcing_type.dim:
+    windows = dict(history=d.history, horizon=t.unroll, stride=d.stride, state=d.state)
+    train_set = NS2DWindows(d.path, samples=range(*d.train_samples), **windows)
+    val_set = NS2DWindows(d.path, samples=range(*d.val_samples), **windows)
+    if train_set.in_channels != d.history * state_type.dim + forcing_type.dim:
         raise DataFileError(
             f"{d.path}: windows have {train_set.in_channels} input channels, the model expects "
-            f"{d.history + forcing_type.dim}"
+            f"{d.history * state_type.dim + forcing_type.dim}"
         )
 
     torch.manual_seed(t.seed)
     signature = data_signature(train_set)  # stored in every checkpoint, for rollouts to check
     stats = compute_statistics(
-        d.path, range(*d.train_samples), stride=d.stride, state_type=state_type, forcing_type=forcing_type
+        d.path,
+        range(*d.train_samples),
+        stride=d.stride,
+        state_type=state_type,
+        forcing_type=forcing_type,
+        state=d.state,
     )
     core = build_stepper(config, stats).to(device)
     stepper: nn.Module = core
@@ -435,7 +463,7 @@ def train(
     step = start
     for step, batch in zip(range(start, stop), loader, strict=True):
         k = t.unroll_at(step)
-        history, forcing, target = _split(batch, d.history, device)
+        history, forcing, target = _split(batch, d.history, core.state_channels, device)
         if t.noise_std > 0:
             gen = torch.Generator(device=device).manual_seed(t.seed * 7_919 + step * 104_729 + rank)
             noise = torch.randn(history.shape, generator=gen, device=device, dtype=history.dtype)

@@ -11,7 +11,7 @@ import xarray as xr
 
 from sim.config import ConfigError, from_dict
 from sim.data import NS2DDataConfig, NS2DWindows, generate_ns2d
-from sim.data.ns2d import DataFileError
+from sim.data.ns2d import DataFileError, state_to_vorticity, velocity_operator, vorticity_to_state
 from sim.discretize import PeriodicGrid2D, spectral_resample
 from sim.io import OutputError
 from sim.solvers import (
@@ -163,6 +163,32 @@ def test_windows_content(tiny):
     np.testing.assert_array_equal(inputs[:2].numpy(), w[1, 1:3])
     np.testing.assert_array_equal(inputs[2].numpy(), f)
     np.testing.assert_array_equal(target.numpy(), w[1, 3:5])
+
+
+def test_velocity_windows_hold_the_solver_velocity_of_the_stored_vorticity(tiny):
+    _, path = tiny
+    data = NS2DWindows(path, history=2, horizon=2, state="velocity")
+    assert data.state_channels == 2 and data.in_channels == 2 * 2 + 1
+    with xr.open_dataset(path) as ds:
+        w = torch.from_numpy(ds["vorticity"].values).double()  # [S, T, y, x]
+        f = ds["forcing"].values
+        length = float(ds.attrs["length"])
+    op = velocity_operator(16, length)
+    inputs, target = data[3]  # sample 1, first frame 1
+    assert inputs.shape == (5, 16, 16) and target.shape == (4, 16, 16) and inputs.dtype == torch.float32
+    uv = op.velocity(w[1, 1:5])  # [4, 2, y, x]: frames 1..4 of sample 1
+    torch.testing.assert_close(inputs[:4].double(), uv[:2].flatten(0, 1), rtol=0, atol=1e-5)
+    torch.testing.assert_close(target.double(), uv[2:].flatten(0, 1), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(inputs[4].numpy(), f)  # the forcing stays the vorticity forcing
+    # the curl of the velocity is the stored vorticity, less its mean, on all but the Nyquist modes
+    back = state_to_vorticity(target.reshape(2, 2, 16, 16), "velocity", length).double()
+    want = w[1, 3:5] - w[1, 3:5].mean(dim=(-2, -1), keepdim=True)
+    spec = torch.fft.fft2(back - want)  # [2, 16, 16]
+    spec[:, 8, :] = spec[:, :, 8] = 0
+    assert float(spec.abs().max()) < 1e-4 * float(torch.fft.fft2(want).abs().max())
+    torch.testing.assert_close(vorticity_to_state(w[1, :2], "vorticity", length), w[1, :2, None])
+    with pytest.raises(ValueError, match="state must be one of"):
+        NS2DWindows(path, state="pressure")
 
 
 def test_windows_stride_and_split(tiny):

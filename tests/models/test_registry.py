@@ -67,14 +67,15 @@ def shipped() -> dict[str, torch.nn.Module]:
 @pytest.mark.parametrize("name", NAMES)
 def test_shipped_config_shapes(shipped, name):
     model = shipped[name]
-    assert model.in_channels == 5 and str(model.in_type).startswith("5x pseudoscalar")  # 4 frames + forcing
     out = load_model_config(CONFIGS[[p.name for p in CONFIGS].index(name)]).out_fields
-    # the next vorticity frame; or the velocity (u, v) for the steerable velocity model
+    # 4 frames + the forcing -> the next vorticity frame; or the velocity (u, v) for the velocity model
     kind = str(model.out_type).split(" of ")[0]
     assert (kind, model.out_channels) in [("1x pseudoscalar", 1), ("1x vector", 2)]
     assert out.replace(" ", "") in str(model.out_type).replace(" ", "")
+    inputs = "4x vector + 1x pseudoscalar" if kind == "1x vector" else "5x pseudoscalar"
+    assert model.in_channels == 4 * model.out_channels + 1 and str(model.in_type).startswith(inputs)
     with torch.no_grad():
-        y = model(torch.randn(2, 5, 32, 32))
+        y = model(torch.randn(2, model.in_channels, 32, 32))
     assert y.shape == (2, model.out_channels, 32, 32) and torch.isfinite(y).all()
 
 

@@ -274,3 +274,18 @@ def test_fno_setup_runs_stably_in_float32():
     f = vorticity_forcing("fno", solver.grid, dtype=torch.float32)
     w = solver.advance(w, 2.0, forcing=f)
     assert bool(torch.isfinite(w).all()) and float(w.abs().max()) < 5.0
+
+
+def test_vorticity_inverts_velocity_and_is_the_curl():
+    solver = NavierStokes2D(32, viscosity=0.0, dt=1.0, length=2.0)
+    w = torch.randn(3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    spec = torch.fft.fft2(solver.vorticity(solver.velocity(w)) - (w - w.mean(dim=(-2, -1), keepdim=True)))
+    spec[:, 16, :] = spec[:, :, 16] = 0  # the Nyquist modes: no odd derivative there
+    assert float(spec.abs().max()) < 1e-10
+    # the curl of a shear flow u = sin(2 pi y / L), v = 0 is -du/dy
+    y = (torch.arange(32, dtype=torch.float64) + 0.5) * 2.0 / 32
+    u = torch.sin(torch.pi * y)[:, None].expand(32, 32)  # [y, x]
+    w = solver.vorticity(torch.stack([u, torch.zeros_like(u)])[None])[0]
+    torch.testing.assert_close(w, -torch.pi * torch.cos(torch.pi * y)[:, None].expand(32, 32))
+    with pytest.raises(ValueError, match=r"uv must have shape \[B, 2, n, n\]"):
+        solver.vorticity(torch.zeros(1, 3, 32, 32))
