@@ -1,9 +1,11 @@
 #!/usr/bin/env python
-"""Study: autoregressive training and long rollouts on 2D Navier-Stokes, P4M G-CNN vs CNN vs FNO-2D.
+"""Study: autoregressive training and long rollouts on 2D Navier-Stokes, P4M G-CNN vs CNN vs FNO-2D vs
+O(2)-steerable ResNets.
 
 The FNO paper's Navier-Stokes setup (viscosity 1e-3, 64^2, the forcing given to the model as an input,
-so the problem is exactly D4-equivariant), three surrogates at equal parameter count (~100-114k:
-configs/ns2d/gcnn_p4m.yaml, cnn.yaml, fno.yaml) and equal training budget (the same steps, batch,
+so the problem is exactly D4-equivariant), five surrogates at about equal parameter count (~100-114k:
+configs/ns2d/gcnn_p4m.yaml, cnn.yaml, fno.yaml, steerable_o2.yaml and steerable_o2_velocity.yaml, the
+last stepping the velocity and judged on its curl) and equal training budget (the same steps, batch,
 learning rate and unroll curriculum: the train section of configs/ns2d/demo_gcnn_p4m.yaml, with
 ``--steps`` to scale it), each trained on a small and a larger training set. All read one data file,
 generated here from configs/data/ns2d_demo.yaml (unless ``--data`` names one). The test trajectories are
@@ -53,14 +55,16 @@ from sim.evaluate import (  # noqa: E402
     summary_rows,  # noqa: E402
     write_report,
 )
-from sim.io import write_markdown_section  # noqa: E402
+from sim.io import atomic_output, write_markdown_section  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
-from sim.train import ExperimentConfig, load_stepper, train  # noqa: E402
+from sim.train import CheckpointError, ExperimentConfig, load_stepper, train  # noqa: E402
 
-MODELS = {  # key: (display name, model config)
+MODELS = {  # key: (display name, model config; its data: section, e.g. state: velocity, is kept)
     "gcnn_p4m": ("P4M G-CNN", ROOT / "configs/ns2d/gcnn_p4m.yaml"),
     "cnn": ("CNN", ROOT / "configs/ns2d/cnn.yaml"),
     "fno": ("FNO-2D", ROOT / "configs/ns2d/fno.yaml"),
+    "steerable": ("O(2) steerable", ROOT / "configs/ns2d/steerable_o2.yaml"),
+    "steerable_velocity": ("O(2) steerable, velocity", ROOT / "configs/ns2d/steerable_o2_velocity.yaml"),
 }
 EXPERIMENT = ROOT / "configs/ns2d/demo_gcnn_p4m.yaml"  # its data: and train: sections are the defaults
 DATA_CONFIG = ROOT / "configs/data/ns2d_demo.yaml"
@@ -69,7 +73,9 @@ ELEMENTS = {0: "original", 1: "rotated", 4: "mirrored"}  # D4 elements: identity
 # --quick: 16^2 data to t = 7 (15 frames), tiny models, a few steps; a smoke run under a minute.
 QUICK_DATA = ["solver.resolution=16", "resolution=16", "t_final=7.0", "solver.dt=2.5e-2"]
 QUICK_MODEL = {"gcnn_p4m": ["model.hidden=2", "model.blocks=1"], "cnn": ["model.hidden=2", "model.blocks=1"],
-               "fno": ["model.hidden=2", "model.blocks=1", "model.modes=4"]}  # fmt: skip
+               "fno": ["model.hidden=2", "model.blocks=1", "model.modes=4"],
+               "steerable": ["model.hidden=1", "model.blocks=1"],
+               "steerable_velocity": ["model.hidden=1", "model.blocks=1"]}  # fmt: skip
 
 # ---------------------------------------------------------------------------------------------------------
 # command line
@@ -88,8 +94,30 @@ parser.add_argument("--rollout-steps", type=int, default=200, help="autoregressi
 parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="a subset")
 parser.add_argument("--results", default=str(ROOT / "docs/results.md"), help="markdown file for the section")
 parser.add_argument("--overwrite", action="store_true", help="replace existing runs, rollouts and reports")
+parser.add_argument(
+    "--reuse",
+    action="store_true",
+    help="keep each finished training run whose stored config is this one (train only the missing ones); "
+    "rollouts and reports are remade",
+)
 parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
 parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _reusable(run: Path, config: ExperimentConfig) -> tuple[Path | None, float]:
+    """The checkpoint of a finished run of exactly ``config`` in ``run`` and its recorded train time
+    (NaN when not recorded), or ``(None, nan)``."""
+    ckpt = run / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        return None, math.nan
+    try:
+        _, stored, raw = load_stepper(ckpt)
+    except CheckpointError:
+        return None, math.nan
+    if stored != config or int(raw["step"]) != config.train.steps:
+        return None, math.nan
+    timing = run / "study_train_seconds.txt"
+    return ckpt, float(timing.read_text()) if timing.is_file() else math.nan
 
 
 def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
@@ -155,10 +183,12 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
         evals = []
         for key in args.models:
             name, model_yaml = MODELS[key]
+            model_file = read_yaml(model_yaml)
             mapping = {
-                "model": read_yaml(model_yaml)["model"],
+                "model": model_file["model"],
                 "data": {
                     **experiment["data"],
+                    **model_file.get("data", {}),
                     "path": str(data_path),
                     "train_samples": [0, n],
                     "val_samples": list(val),
@@ -168,16 +198,23 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
             config = load_config(ExperimentConfig, mapping, QUICK_MODEL[key] if args.quick else [])
             run = out / f"{key}_n{n}"
             print(f"== {name}, {n} training trajectories -> {run}")
-            t0 = time.perf_counter()
-            result = train(config, run, overwrite=args.overwrite, progress=progress)
-            seconds = time.perf_counter() - t0
-            stepper, _, _ = load_stepper(result.checkpoint)
+            checkpoint, seconds = _reusable(run, config) if args.reuse else (None, math.nan)
+            if checkpoint is None:
+                t0 = time.perf_counter()
+                checkpoint = train(config, run, overwrite=True if args.reuse else args.overwrite,
+                                   progress=progress).checkpoint  # fmt: skip
+                seconds = time.perf_counter() - t0
+                with atomic_output(run / "study_train_seconds.txt", overwrite=True) as tmp:
+                    tmp.write_text(f"{seconds:.3f}\n")
+            else:
+                print(f"reusing {checkpoint} (trained in {seconds:.0f} s)")
+            stepper, _, _ = load_stepper(checkpoint)
             params = sum(p.numel() for p in stepper.parameters())
-            results[n][key] = {"name": name, "params": params, "seconds": seconds, "steps": result.step}
+            results[n][key] = {"name": name, "params": params, "seconds": seconds}
             for g in ELEMENTS:
                 path = rollout_to_netcdf(
                     stepper, data_path, run / f"rollout_g{g}.nc", steps=args.rollout_steps,
-                    samples=list(test), element=g, device=device, overwrite=args.overwrite,
+                    samples=list(test), element=g, device=device, overwrite=args.overwrite or args.reuse,
                     progress=progress, attrs={"model": name},
                 )  # fmt: skip
                 evals.append(EvalResult(name, evaluate_rollout(path, data_path), rollout=path))
@@ -189,7 +226,7 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
             evals,
             out / f"report_n{n}",
             title=f"study_ns2d: {n} training trajectories, {args.rollout_steps}-step rollouts",
-            overwrite=args.overwrite,
+            overwrite=args.overwrite or args.reuse,
         )
         all_rows[n] = rows
         print(f"\n{n} training trajectories:\n{format_summary(rows)}\n")
@@ -203,9 +240,12 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
     def fmt(v: float) -> str:
         return "–" if not math.isfinite(v) else f"{v:.3g}"
 
+    def fmt_seconds(v: float) -> str:
+        return "–" if not math.isfinite(v) else f"{v:.1f} s"
+
     sets = list(ELEMENTS.values())
     lines = [
-        "## Navier-Stokes study: P4M G-CNN vs CNN vs FNO-2D (`scripts/study_ns2d.py`)",
+        f"## Navier-Stokes study: {' vs '.join(MODELS[k][0] for k in args.models)} (`scripts/study_ns2d.py`)",
         "",
         f"Command: `{command}`  ",
         f"Machine: {describe_machine(device)}; 1-minute load average {load_before} at the start, "
@@ -233,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
         for r in per_model.values():
             cells = [fmt(err(r.get(s), c)) for c in ("rel_l2_1", "rel_l2_10", "rel_l2_avg") for s in sets]
             lines.append(
-                f"| {r['name']} | {r['params']:,} | {r['seconds']:.1f} s | " + " | ".join(cells) + " |"
+                f"| {r['name']} | {r['params']:,} | {fmt_seconds(r['seconds'])} | " + " | ".join(cells) + " |"
             )
         lines += ["", f"Report: `{out / f'report_n{n}' / 'report.md'}`", ""]
 
@@ -266,6 +306,15 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
             cgap = abs(avg["cnn"]["rotated"] - avg["cnn"]["original"]) / avg["cnn"]["original"]
             parts.append(f"for contrast the CNN's rotated/original differ by {cgap:.1%}")
         verdicts.append(f"- {n} training trajectories: the G-CNN's " + "; ".join(parts) + ".")
+        for k in ("steerable", "steerable_velocity"):
+            if k in avg:
+                e = avg[k]
+                gap = abs(e["rotated"] - e["original"]) / e["original"] if e["original"] else math.nan
+                verdicts.append(
+                    f"  The {MODELS[k][0]} model: rollout error {fmt(e['original'])} (the G-CNN's "
+                    f"{fmt(g['original'])}, ratio {fmt(e['original'] / g['original'])}); rotated test set "
+                    f"{fmt(e['rotated'])} (relative difference {gap:.1e}, exact under D4 by construction)."
+                )
         ens = [
             f"{r['name']} {fmt(err(r.get('original'), 'enstrophy_ratio_10'))} / "
             f"{fmt(err(r.get('original'), 'enstrophy_ratio_end'))}"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-NAMES = ("P4M G-CNN", "CNN", "FNO-2D")
+NAMES = ("P4M G-CNN", "CNN", "FNO-2D", "O(2) steerable", "O(2) steerable, velocity")
+KEYS = ("gcnn_p4m", "cnn", "fno", "steerable", "steerable_velocity")
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def test_quick_run_writes_results_and_reports(study, tmp_path):
 
     assert list(rows) == [2]
     assert {r["model"] for r in rows[2]} == set(NAMES)
-    assert len(rows[2]) == 9  # 3 models x {original, rot90, mirror}
+    assert len(rows[2]) == 15  # 5 models x {original, rot90, mirror}
 
     text = results.read_text()
     assert "<!-- study_ns2d:start -->" in text and "<!-- study_ns2d:end -->" in text
@@ -37,6 +38,24 @@ def test_quick_run_writes_results_and_reports(study, tmp_path):
     body = report.read_text()
     for name in NAMES:
         assert name in body
-    for key in ("gcnn_p4m", "cnn", "fno"):
+    for key in KEYS:
         assert (out / f"{key}_n2" / "checkpoints" / "last.pt").is_file()
         assert (out / f"{key}_n2" / "rollout_g1.nc").is_file()
+    # the steerable models are exactly D4-equivariant: their rotated and original errors agree
+    by = {(r["model"], r["test_set"]): r for r in rows[2]}
+    for name in NAMES[3:]:
+        original = by[(name, "original")]["rel_l2_avg"]
+        assert by[(name, "rot90 (g=1)")]["rel_l2_avg"] == pytest.approx(original, rel=1e-4)
+    assert "The O(2) steerable, velocity model: rollout error" in text
+
+    # --reuse keeps the finished runs (nothing retrained) and still writes the whole section
+    stamps = {key: (out / f"{key}_n2" / "checkpoints" / "last.pt").stat().st_mtime_ns for key in KEYS}
+    results.write_text("# Results\n")
+    again = study.main(
+        ["--quick", "--train-sizes", "2", "--out", str(out), "--results", str(results), "--no-progress"]
+        + ["--reuse", "--models", "cnn", "steerable_velocity"]
+    )
+    assert {r["model"] for r in again[2]} == {"CNN", "O(2) steerable, velocity"}
+    for key in ("cnn", "steerable_velocity"):
+        assert (out / f"{key}_n2" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamps[key]
+    assert "| CNN |" in results.read_text() and " s | " in results.read_text()
