@@ -30,11 +30,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import trimesh
-from scipy.spatial import Delaunay
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sim.discretize.channel import Channel, delaunay_ccw  # noqa: E402
+from sim.discretize.channel import channel_mesh as build_channel_mesh  # noqa: E402
+from sim.discretize.channel import channel_node_type as build_channel_node_type  # noqa: E402
 from sim.discretize.mesh import (  # noqa: E402
     NodeType,
     TriangularMesh,
@@ -64,150 +66,26 @@ ICOSPHERE_SUBDIVISIONS = 3
 
 
 # --------------------------------------------------------------------------------------------------
-# The channel
+# The channel: sim.discretize.channel builds it (training data makes one per cylinder position)
 
-
-def channel_size(p: np.ndarray) -> np.ndarray:
-    """Target edge length at points ``p [K, 2]``: ``h_min`` on the cylinder, growing linearly to ``H_MAX``.
-
-    Returns:
-        ``[K]``.
-    """
-    h_min = 2 * np.pi * RADIUS / CYLINDER_POINTS
-    distance = np.hypot(p[:, 0] - CENTRE[0], p[:, 1] - CENTRE[1]) - RADIUS
-    return np.minimum(H_MAX, h_min + GROWTH * np.maximum(distance, 0.0))
-
-
-def channel_distance(p: np.ndarray) -> np.ndarray:
-    """Signed distance-like function of the channel at ``p [K, 2]``: negative inside, zero on the boundary.
-
-    Returns:
-        ``[K]``.
-    """
-    box = -np.minimum.reduce([p[:, 0], LENGTH - p[:, 0], p[:, 1], HEIGHT - p[:, 1]])
-    cylinder = RADIUS - np.hypot(p[:, 0] - CENTRE[0], p[:, 1] - CENTRE[1])
-    return np.maximum(box, cylinder)
-
-
-def _graded_segment(a: tuple[float, float], b: tuple[float, float], *, samples: int = 4096) -> np.ndarray:
-    """Points from ``a`` (included) to ``b`` (excluded) spaced by :func:`channel_size`. Returns ``[K, 2]``."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    t = np.linspace(0.0, 1.0, samples + 1)  # [S+1]
-    inverse_h = 1.0 / channel_size(a + t[:, None] * (b - a))  # [S+1]
-    arc = np.concatenate([[0.0], np.cumsum((inverse_h[1:] + inverse_h[:-1]) / 2 * np.diff(t))])
-    arc *= np.hypot(*(b - a))  # number of target spacings from a
-    count = max(1, int(round(arc[-1])))
-    ts = np.interp(np.linspace(0.0, arc[-1], count + 1)[:-1], arc, t)  # [count]
-    return a + ts[:, None] * (b - a)  # exact coordinates on axis-parallel sides
+CHANNEL = Channel(length=LENGTH, height=HEIGHT, centre=(float(CENTRE[0]), float(CENTRE[1])), radius=RADIUS)
 
 
 def channel_mesh(*, seed: int = SEED) -> TriangularMesh:
-    """The graded cylinder channel (see the module docstring), planar, counter-clockwise, checked.
-
-    Returns:
-        ``vertices [N, 3]`` (z = 0; the boundary points first: box counter-clockwise from the origin, then
-        the cylinder counter-clockwise from angle 0), ``faces [F, 3]``.
-    """
-    rng = np.random.default_rng(seed)
-    corners = [(0.0, 0.0), (LENGTH, 0.0), (LENGTH, HEIGHT), (0.0, HEIGHT)]
-    box = np.concatenate([_graded_segment(corners[i], corners[(i + 1) % 4]) for i in range(4)])  # [B, 2]
-    angle = 2 * np.pi * np.arange(CYLINDER_POINTS) / CYLINDER_POINTS
-    cylinder = CENTRE + RADIUS * np.stack([np.cos(angle), np.sin(angle)], axis=1)  # [C, 2]
-    fixed = np.concatenate([box, cylinder])  # [B + C, 2]
-    num_fixed = len(fixed)
-
-    # Interior points with density 1 / h^2, as many as equilateral triangles of size h need (less the
-    # boundary's share), kept away from the boundary.
-    probe = rng.uniform((0.0, 0.0), (LENGTH, HEIGHT), size=(100_000, 2))
-    inside = channel_distance(probe) < 0
-    area = LENGTH * HEIGHT * inside.mean()
-    wanted = int(round(area * np.mean(2 / np.sqrt(3) / channel_size(probe[inside]) ** 2))) - num_fixed // 2
-    candidates = rng.uniform((0.0, 0.0), (LENGTH, HEIGHT), size=(400_000, 2))
-    candidates = candidates[channel_distance(candidates) < -0.3 * channel_size(candidates)]
-    h_min = channel_size(fixed[-1:])[0]
-    accept = rng.uniform(size=len(candidates)) < (h_min / channel_size(candidates)) ** 2
-    points = np.concatenate([fixed, candidates[accept][:wanted]])  # [N, 2]
-
-    # DistMesh relaxation: repulsive springs along the Delaunay edges, rest lengths proportional to h.
-    last = np.full_like(points, np.inf)
-    for _ in range(RELAX_STEPS):
-        if np.max(np.hypot(*(points - last).T)) > 0.1 * h_min:  # re-triangulate after large moves
-            last = points.copy()
-            bars = _channel_edges(points)
-        vec = points[bars[:, 0]] - points[bars[:, 1]]  # [M, 2]
-        length = np.hypot(vec[:, 0], vec[:, 1])  # [M]
-        h = channel_size((points[bars[:, 0]] + points[bars[:, 1]]) / 2)  # [M]
-        rest = 1.2 * h * np.sqrt(np.sum(length**2) / np.sum(h**2))
-        force = (np.maximum(rest - length, 0.0) / length)[:, None] * vec  # [M, 2]
-        total = np.zeros_like(points)
-        np.add.at(total, bars[:, 0], force)
-        np.add.at(total, bars[:, 1], -force)
-        total[:num_fixed] = 0.0
-        points = points + 0.2 * total
-        # Points pushed out of the domain come back onto its boundary (and are dropped below).
-        points[:, 0] = np.clip(points[:, 0], 0.0, LENGTH)
-        points[:, 1] = np.clip(points[:, 1], 0.0, HEIGHT)
-        radius = np.hypot(points[:, 0] - CENTRE[0], points[:, 1] - CENTRE[1])
-        sunk = np.flatnonzero(radius < RADIUS)
-        points[sunk] = CENTRE + (points[sunk] - CENTRE) * (RADIUS / radius[sunk])[:, None]
-    keep = np.ones(len(points), dtype=bool)
-    keep[num_fixed:] = channel_distance(points[num_fixed:]) < -0.5 * channel_size(points[num_fixed:])
-    points = points[keep]
-
-    faces = _delaunay_ccw(points)
-    faces = faces[channel_distance(points[faces].mean(axis=1)) < 0]  # drop the cylinder's inside
-    mesh = TriangularMesh(np.concatenate([points, np.zeros((len(points), 1))], axis=1), faces)
-    check_mesh(mesh, name="cylinder_channel")
-    _check_channel(mesh, num_box=len(box))
-    return mesh
-
-
-def _channel_edges(points: np.ndarray) -> np.ndarray:
-    """Unique edges ``[M, 2]`` of the Delaunay triangles of ``points [N, 2]`` that lie in the channel."""
-    tri = Delaunay(points).simplices  # [T, 3]
-    tri = tri[channel_distance(points[tri].mean(axis=1)) < 0]
-    edges = np.sort(np.concatenate([tri[:, [0, 1]], tri[:, [1, 2]], tri[:, [2, 0]]]), axis=1)  # [3T, 2]
-    keys = np.unique(edges[:, 0] * len(points) + edges[:, 1])  # [M]
-    return np.stack([keys // len(points), keys % len(points)], axis=1)
-
-
-def _delaunay_ccw(points: np.ndarray) -> np.ndarray:
-    """Delaunay triangles ``[F, 3]`` of ``points [N, 2]``, counter-clockwise, without zero-area ones."""
-    faces = Delaunay(points).simplices.astype(np.int64)  # [F, 3]
-    a, b, c = (points[faces[:, k]] for k in range(3))
-    signed = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
-    faces[signed < 0] = faces[signed < 0][:, ::-1]
-    return faces[np.abs(signed) > 1e-14]  # flat triangles along collinear boundary points, if any
-
-
-def _check_channel(mesh: TriangularMesh, *, num_box: int) -> None:
-    """The channel's own invariants: the triangles tile the box minus the cylinder's inscribed polygon."""
-    graph = mesh_to_graph(mesh)
-    edges = graph.edge_index.numpy()
-    on_cylinder = np.zeros(len(mesh.vertices), dtype=bool)
-    on_cylinder[num_box : num_box + CYLINDER_POINTS] = True
-    chord = on_cylinder[edges[0]] & on_cylinder[edges[1]]
-    step = (edges[1, chord] - edges[0, chord]) % CYLINDER_POINTS
-    if not np.all((step == 1) | (step == CYLINDER_POINTS - 1)):
-        raise RuntimeError("cylinder_channel: an edge crosses the cylinder")
-    if not np.array_equal(
-        graph.boundary.numpy()[num_box : num_box + CYLINDER_POINTS], np.ones(CYLINDER_POINTS, bool)
-    ):
-        raise RuntimeError("cylinder_channel: a cylinder point is not on the boundary")
-    expected = LENGTH * HEIGHT - CYLINDER_POINTS / 2 * RADIUS**2 * np.sin(2 * np.pi / CYLINDER_POINTS)
-    if abs(float(graph.area.double().sum()) - expected) > 1e-6:
-        raise RuntimeError(f"cylinder_channel: area {float(graph.area.sum())}, expected {expected}")
+    """The committed channel mesh: :func:`sim.discretize.channel.channel_mesh` with this script's sizes."""
+    return build_channel_mesh(
+        CHANNEL,
+        cylinder_points=CYLINDER_POINTS,
+        h_max=H_MAX,
+        growth=GROWTH,
+        relax_steps=RELAX_STEPS,
+        seed=seed,
+    )
 
 
 def channel_node_type(mesh: TriangularMesh) -> np.ndarray:
     """Node types ``[N]``: inflow on x = 0, outflow on x = 1.6 (without the corners), wall elsewhere."""
-    open_side = lambda p: (p[:, 1] > 0.0) & (p[:, 1] < HEIGHT)  # noqa: E731
-    return classify_boundary(
-        mesh,
-        inflow=lambda p: (p[:, 0] == 0.0) & open_side(p),
-        outflow=lambda p: (p[:, 0] == LENGTH) & open_side(p),
-        name="cylinder_channel",
-    )
+    return build_channel_node_type(mesh, CHANNEL)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -227,7 +105,7 @@ def square_mesh(*, seed: int = SEED) -> TriangularMesh:
     points = np.stack([x.reshape(-1), y.reshape(-1)], axis=1)  # [n * n, 2]
     interior = np.all((points > 0.0) & (points < 1.0), axis=1)
     points[interior] += rng.uniform(-SQUARE_JITTER, SQUARE_JITTER, size=(interior.sum(), 2)) * spacing
-    mesh = TriangularMesh(np.concatenate([points, np.zeros((len(points), 1))], axis=1), _delaunay_ccw(points))
+    mesh = TriangularMesh(np.concatenate([points, np.zeros((len(points), 1))], axis=1), delaunay_ccw(points))
     check_mesh(mesh, name="square")
     return mesh
 

@@ -6,6 +6,7 @@ Geometry is plain numpy (``TriangularMesh(vertices [N, 3], faces [F, 3])``, ``ed
 row 0 senders); ``mesh_to_graph`` makes a torch_geometric ``Data``.
 """
 
+from sim.discretize.channel import Channel, channel_mesh, channel_node_type
 from sim.discretize.connectivity import (
     grid_to_mesh_edges,
     grid_to_mesh_radius,
@@ -54,6 +55,9 @@ from sim.discretize.mesh import (
 from sim.discretize.periodic import PeriodicGrid2D, spectral_resample
 
 __all__ = [
+    "Channel",
+    "channel_mesh",
+    "channel_node_type",
     "GRID_KINDS",
     "MESH_FORMATS",
     "NUM_NODE_TYPES",
