@@ -11,6 +11,13 @@ float64 and float32 against tight tolerances. For the others (C8, D16, ...) the 
 interpolation, so only an approximate equality can hold: errors are measured on the inscribed disk, and a
 tolerance must be given explicitly.
 
+Graphs (mesh GNNs, point clouds) are checked under E(d) = rotations, reflections and translations
+combined with node and edge permutations by :func:`assert_en_equivariant`, each input and output moved
+as its kind says (:data:`EN_KINDS`: positions, vectors, scalars, edge_index, ...)::
+
+    assert_en_equivariant(model, ["vector", "scalar", "position", "edge_index"], ("vector", "scalar"),
+                          [velocity, node_type, pos, edge_index])
+
 Continuous-group field types (:class:`sim.groups.o2.Irreps` of SO(2)/O(2)) are checked on a planar
 subgroup, ``equivariance_errors(layer, group=dihedral(4))`` (the types restricted with ``.restrict``),
 or against any list of angles with :func:`equivariance_errors_vs_angle` (the input rotated by
@@ -33,9 +40,13 @@ from sim.groups.fields import FieldType
 from sim.groups.planar import PlanarGroup, cyclic, dihedral
 
 __all__ = [
+    "EN_KINDS",
     "EquivarianceReport",
+    "assert_en_equivariant",
     "assert_equivariant",
     "assert_o3_equivariant",
+    "en_elements",
+    "en_equivariance_errors",
     "equivariance_errors",
     "equivariance_errors_vs_angle",
     "o3_elements",
@@ -371,3 +382,222 @@ def assert_o3_equivariant(
         f"(det {float(torch.det(elements[worst])):+.0f})"
     )
     return errors
+
+
+# ---------------------------------------------------------------------------------------------------
+# E(d) x permutations on graphs: positions [N, d], vectors [N, ..., d], scalars [N, ...], edge_index [2, E]
+
+EN_KINDS = ("position", "vector", "scalar", "edge_index", "edge_vector", "edge_scalar", "invariant")
+"""How :func:`en_equivariance_errors` moves an input or output (``g = (R, t)``, node permutation ``p``,
+edge permutation ``q``; ``x'[k] = x[p[k]]``: new node ``k`` is old node ``p[k]``):
+
+* ``"position"`` ``[N, ..., d]``: ``x[p] @ R.T + t`` (translated);
+* ``"vector"`` ``[N, ..., d]``: ``x[p] @ R.T`` (velocities, node vector channels);
+* ``"scalar"`` ``[N, ...]``: ``x[p]`` (invariant features, ``node_type``);
+* ``"edge_index"`` ``[2, E]``: ``inverse(p)[edge_index[:, q]]`` (the same graph, relabelled and reordered);
+* ``"edge_vector"`` ``[E, ..., d]``: ``x[q] @ R.T``; ``"edge_scalar"`` ``[E, ...]``: ``x[q]``;
+* ``"invariant"``: unchanged (None, flags, graph-level constants).
+"""
+
+
+def en_elements(
+    d: int, *, n: int = 4, dtype: torch.dtype = torch.float64, seed: int = 0
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Elements ``(R [d, d], t [d])`` of E(d) to test with: random orthogonal ``R`` (Haar, from a QR
+    decomposition), alternately proper (det +1) and improper (det -1, a reflection times a rotation),
+    and random translations ``t`` with standard normal components. Deterministic in ``seed``.
+
+    Raises:
+        ValueError: ``d`` not in {2, 3}, or ``n < 2`` (too few for a rotation and a reflection).
+    """
+    if d not in (2, 3):
+        raise ValueError(f"en_elements: d must be 2 or 3, got {d!r}")
+    if n < 2:
+        raise ValueError(f"en_elements: n must be >= 2 (a rotation and a reflection), got {n!r}")
+    gen = torch.Generator().manual_seed(seed)
+    elements = []
+    for k in range(n):
+        q, r = torch.linalg.qr(torch.randn(d, d, dtype=torch.float64, generator=gen))
+        q = q * torch.sign(torch.diagonal(r))  # Haar measure on O(d)
+        if (torch.det(q) > 0) != (k % 2 == 0):
+            q[:, 0] = -q[:, 0]  # even k: a rotation, odd k: an improper rotation
+        t = torch.randn(d, dtype=torch.float64, generator=gen)
+        elements.append((q.to(dtype), t.to(dtype)))
+    return elements
+
+
+def _en_act(x, kind: str, g, perm, inverse, edge_perm):
+    """``x`` moved by the group element ``g = (R, t)`` and the node/edge permutations (see EN_KINDS)."""
+    if x is None or kind == "invariant":
+        return x
+    R, t = g
+    if kind == "edge_index":
+        return inverse[x[:, edge_perm]]
+    x = x[perm] if kind in ("position", "vector", "scalar") else x[edge_perm]
+    if kind in ("position", "vector", "edge_vector"):
+        x = x @ R.T.to(x.dtype)
+    if kind == "position":
+        x = x + t.to(x.dtype)
+    return x
+
+
+def _en_structure(kinds, inputs, what: str) -> tuple[list, list]:
+    """Flatten matching kinds and values (a sequence, or a mapping of keyword arguments)."""
+    if isinstance(inputs, dict) != isinstance(kinds, dict):
+        raise TypeError(f"{what}: give kinds and values both as sequences or both as mappings")
+    keys = list(inputs) if isinstance(inputs, dict) else list(range(len(inputs)))
+    kinds_list = [kinds[k] for k in keys] if isinstance(kinds, dict) else list(kinds)
+    if len(kinds_list) != len(keys):
+        raise ValueError(f"{what}: {len(kinds_list)} kinds for {len(keys)} values")
+    for kind in kinds_list:
+        if kind not in EN_KINDS:
+            raise ValueError(f"{what}: kind must be one of {', '.join(EN_KINDS)}, got {kind!r}")
+    return keys, kinds_list
+
+
+def en_equivariance_errors(
+    fn: Callable,
+    kinds_in,
+    kinds_out,
+    inputs,
+    *,
+    elements: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    permute: bool = True,
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+) -> list[float]:
+    """Relative error ``max_k ||f(g . x)_k - g . f(x)_k|| / ||R f(x)_k||`` per group element, on a graph.
+
+    Each element is a rotation or reflection with a translation, ``(R, t)``, combined (with
+    ``permute``) with a random relabelling of the nodes and a random reordering of the edges, drawn
+    from ``seed``; inputs and outputs move as their kind says (:data:`EN_KINDS`). The error of each
+    output ``k`` is relative to the norm of its rotated, untranslated expectation; the worst output
+    counts.
+
+    Args:
+        fn: a callable or ``nn.Module``, called as ``fn(*inputs)`` (or ``fn(**inputs)`` for a mapping);
+            a module is deep-copied, cast to ``dtype`` and put in eval mode, the original is untouched.
+        kinds_in: the kind of each input (a sequence, or a mapping with the keys of ``inputs``).
+        kinds_out: the kind of the output (a string), or of each output of a returned tuple; None
+            outputs are skipped.
+        inputs: a sequence or mapping of tensors (floating ones cast to ``dtype``) and other values.
+        elements: ``(R [d, d], t [d])`` pairs (default :func:`en_elements` with ``d`` from the inputs);
+            ``(torch.eye(d), t)`` checks translations and permutations alone.
+        permute: also relabel nodes and reorder edges.
+        dtype: float64 or float32 (default: the first floating input's).
+        seed: for the permutations.
+
+    Returns:
+        The error per element.
+    """
+    keys, kinds = _en_structure(kinds_in, inputs, "en_equivariance_errors inputs")
+    values = [inputs[k] for k in keys]
+    if dtype is None:
+        dtype = next((v.dtype for v in values if torch.is_tensor(v) and v.is_floating_point()), torch.float64)
+    values = [v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for v in values]
+    if isinstance(fn, nn.Module):
+        fn = copy.deepcopy(fn).to(dtype)
+        fn.eval()
+    node_sized = [v for v, k in zip(values, kinds, strict=True) if k in ("position", "vector", "scalar")]
+    edges = [v for v, k in zip(values, kinds, strict=True) if k == "edge_index"]
+    vectors = [
+        v
+        for v, k in zip(values, kinds, strict=True)
+        if k in ("position", "vector", "edge_vector") and v is not None
+    ]
+    if not node_sized or len(edges) > 1:
+        raise ValueError("en_equivariance_errors: need a node-sized input and at most one edge_index")
+    num_nodes = node_sized[0].shape[0]
+    num_edges = edges[0].shape[1] if edges else 0
+    if elements is None:
+        if not vectors:
+            raise ValueError(
+                "en_equivariance_errors: no position or vector input to read d from; give elements"
+            )
+        elements = en_elements(vectors[0].shape[-1], dtype=dtype)
+
+    def call(args):
+        return fn(**dict(zip(keys, args, strict=True))) if isinstance(inputs, dict) else fn(*args)
+
+    def outputs(y):
+        single = isinstance(kinds_out, str)
+        ys = [y] if single else list(y)
+        ks = [kinds_out] if single else list(kinds_out)
+        if len(ks) != len(ys):
+            raise ValueError(f"en_equivariance_errors: {len(ks)} output kinds for {len(ys)} outputs")
+        return ys, ks
+
+    gen = torch.Generator().manual_seed(seed)
+    errors = []
+    with torch.no_grad():
+        ys, ks = outputs(call(values))
+        for g in elements:
+            g = (g[0].to(dtype), g[1].to(dtype))
+            if permute:
+                perm = torch.randperm(num_nodes, generator=gen)
+                edge_perm = torch.randperm(num_edges, generator=gen)
+            else:
+                perm, edge_perm = torch.arange(num_nodes), torch.arange(num_edges)
+            inverse = torch.empty_like(perm)
+            inverse[perm] = torch.arange(num_nodes)
+            moved = [_en_act(v, k, g, perm, inverse, edge_perm) for v, k in zip(values, kinds, strict=True)]
+            got, _ = outputs(call(moved))
+            worst = 0.0
+            for y, y2, k in zip(ys, got, ks, strict=True):
+                if y is None:
+                    if y2 is not None:
+                        raise ValueError("en_equivariance_errors: an output is None for one input only")
+                    continue
+                expected = _en_act(y, k, g, perm, inverse, edge_perm)
+                scale = _en_act(y, "vector" if k == "position" else k, g, perm, inverse, edge_perm)
+                diff = torch.linalg.vector_norm((y2 - expected).double())
+                worst = max(worst, float(diff / torch.linalg.vector_norm(scale.double()).clamp_min(1e-300)))
+            errors.append(worst)
+    return errors
+
+
+def assert_en_equivariant(
+    fn: Callable,
+    kinds_in,
+    kinds_out,
+    inputs,
+    *,
+    dtypes: Iterable[torch.dtype] = (torch.float64, torch.float32),
+    tol: float | dict | None = None,
+    elements: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    permute: bool = True,
+    seed: int = 0,
+) -> dict[torch.dtype, list[float]]:
+    """Assert ``f(g . x) == g . f(x)`` on a graph for rotations, reflections, translations and node/edge
+    permutations (see :func:`en_equivariance_errors`), in each dtype; return the errors.
+
+    Tolerances on the worst relative error: 1e-10 (float64) and 1e-5 (float32) unless ``tol`` (a float,
+    or a dict by dtype) says otherwise. With a plain callable (not an ``nn.Module``) its parameters keep
+    their dtype, so only the inputs' dtype changes.
+
+    Example::
+
+        assert_en_equivariant(layer, ["scalar", "position", "edge_index"],
+                              ("scalar", "position", "invariant"), [h, pos, edge_index])
+
+    Raises:
+        AssertionError: naming the dtype, the element (its determinant) and the error.
+    """
+    reports = {}
+    for dtype in dtypes:
+        elems = None if elements is None else [(r.to(dtype), t.to(dtype)) for r, t in elements]
+        errors = en_equivariance_errors(
+            fn, kinds_in, kinds_out, inputs, elements=elems, permute=permute, dtype=dtype, seed=seed
+        )
+        limit = tol.get(dtype) if isinstance(tol, dict) else tol
+        limit = EXACT_TOLERANCE[dtype] if limit is None else limit
+        worst = max(range(len(errors)), key=errors.__getitem__)
+        if errors[worst] > limit:
+            # the default elements alternate det +1 and det -1 (en_elements)
+            det = float(torch.det(elems[worst][0].double())) if elems is not None else (-1) ** worst
+            raise AssertionError(
+                f"not E(n)-equivariant in {dtype}: relative error {errors[worst]:.3g} > {limit:g} at element "
+                f"{worst} (det {det:+.0f}){', nodes and edges permuted' if permute else ''}"
+            )
+        reports[dtype] = errors
+    return reports

@@ -45,15 +45,27 @@ from sim.config import (
     read_yaml,
 )
 from sim.groups.fields import FieldType
-from sim.groups.planar import PlanarGroup, group_from_name
+from sim.groups.planar import PlanarGroup, dihedral, group_from_name
 from sim.models.cnn import CNNResNet, CNNUNet, count_parameters, match_width
 from sim.models.fno import FNO2d
 from sim.models.gcnn import GCNNResNet, GCNNUNet
+from sim.models.meshgraphnet import EGNN, EquivariantMeshGraphNet, MeshGraphNet
 from sim.models.steerable import SteerableResNet, parse_steerable_fields, steerable_planar_group
 
-__all__ = ["MODELS", "ModelConfig", "build_model", "load_model_config"]
+__all__ = ["MESH_MODELS", "MODELS", "ModelConfig", "build_model", "load_model_config"]
 
-ModelName = Literal["gcnn_resnet", "gcnn_unet", "cnn_resnet", "cnn_unet", "fno2d", "steerable_resnet"]
+ModelName = Literal[
+    "gcnn_resnet",
+    "gcnn_unet",
+    "cnn_resnet",
+    "cnn_unet",
+    "fno2d",
+    "steerable_resnet",
+    "meshgraphnet",
+    "equivariant_meshgraphnet",
+    "egnn",
+]
+MESH_MODELS = ("meshgraphnet", "equivariant_meshgraphnet", "egnn")  # graphs, not grids
 _EXACT_GROUPS = "C1, C2, C4, D1, D2, D4, P4 or P4M"
 _CONTINUOUS_GROUPS = ("O2", "SO2")  # steerable_resnet only
 
@@ -100,6 +112,14 @@ class ModelConfig:
         match_params_of: CNN and FNO baselines: instead of ``width``, the G-CNN (built from this config)
             whose parameter count the baseline matches.
         modes: FNO: Fourier modes per axis (``blocks`` is the number of Fourier layers).
+        latent: mesh models: the width of every MLP and latent feature (``blocks`` is the number of
+            message-passing steps; MeshGraphNets: 128 and 15).
+        vectors: ``equivariant_meshgraphnet``: latent vector channels per node and edge.
+
+    Mesh models (``meshgraphnet``, ``equivariant_meshgraphnet``, ``egnn``) map a velocity history on a
+    mesh to the next velocity: ``in_fields`` is ``T x vector`` (``T = data.history``), ``out_fields``
+    ``1x vector``; ``group`` and the grid keys do not apply to them (the equivariant ones are exactly
+    E(2)-equivariant, the baseline is not).
     """
 
     name: ModelName
@@ -123,10 +143,15 @@ class ModelConfig:
         None, doc="CNN: match the parameter count of this G-CNN"
     )
     modes: int = cfield(12, **positive(), doc="FNO Fourier modes per axis")
+    latent: int = cfield(128, **positive(), doc="mesh models: latent width")
+    vectors: int = cfield(32, **positive(), doc="equivariant_meshgraphnet: latent vector channels")
 
     def __post_init__(self) -> None:
         if self.name == "steerable_resnet":
             self._check_steerable()
+            return
+        if self.name in MESH_MODELS:
+            self._check_mesh()
             return
         if not _is_exact_group(self.group):
             raise ConfigError(
@@ -187,11 +212,44 @@ class ModelConfig:
                     key=key,
                 )
 
+    @property
+    def is_mesh(self) -> bool:
+        """A model of graphs (meshes) rather than grids."""
+        return self.name in MESH_MODELS
+
+    def mesh_history(self) -> int:
+        """Mesh models: the velocity frames ``T`` of ``in_fields`` (``T x vector``)."""
+        return FieldType.parse(dihedral(4), self.in_fields).num_fields
+
+    def _check_mesh(self) -> None:
+        for key, spec in (("in_fields", self.in_fields), ("out_fields", self.out_fields)):
+            try:
+                field_type = FieldType.parse(dihedral(4), spec)
+            except ValueError:
+                field_type = None
+            want = "'1x vector'" if key == "out_fields" else "'T x vector' (T velocity frames)"
+            if (
+                field_type is None
+                or any(r != field_type.reps[0] for r in field_type.reps)
+                or field_type != FieldType.parse(dihedral(4), f"{field_type.num_fields}x vector")
+                or (key == "out_fields" and field_type.num_fields != 1)
+            ):
+                raise ConfigError(f"{key}: expected {want} for {self.name}, got {spec!r}", key=key)
+        for key in ("width", "match_params_of"):
+            if getattr(self, key) is not None:
+                raise ConfigError(
+                    f"{key}: only CNN baselines take it (a mesh model's size is 'latent' and 'blocks'), got "
+                    f"{getattr(self, key)!r}",
+                    key=key,
+                )
+
     def planar_group(self) -> PlanarGroup:
         """The planar group the field types are declared under: ``group`` itself, or its exact subgroup on
         the grid for ``steerable_resnet`` (D4 for O2, C4 for SO2)."""
         if self.name == "steerable_resnet":
             return steerable_planar_group(self.group)
+        if self.name in MESH_MODELS:  # the field words only: vectors under the square's symmetries
+            return dihedral(4)
         return group_from_name(self.group)
 
 
@@ -253,7 +311,6 @@ def _build_fno2d(cfg: ModelConfig) -> nn.Module:
 
 
 def _build_steerable_resnet(cfg: ModelConfig) -> nn.Module:
-    norm = cfg.norm if cfg.norm in ("batch", "none") else "none"  # validated by ModelConfig
     return SteerableResNet(
         in_fields=cfg.in_fields,
         out_fields=cfg.out_fields,
@@ -262,9 +319,13 @@ def _build_steerable_resnet(cfg: ModelConfig) -> nn.Module:
         kernel_size=cfg.kernel_size,
         padding=cfg.padding,
         group=cfg.group,
-        norm=norm,  # type: ignore[arg-type]
+        norm=cfg.norm,  # type: ignore[arg-type]  (validated by ModelConfig)
         activation=cfg.activation,
     )
+
+
+def _mesh_common(cfg: ModelConfig) -> dict[str, Any]:
+    return {"dim": 2, "in_vectors": cfg.mesh_history(), "latent": cfg.latent, "steps": cfg.blocks}
 
 
 MODELS: Mapping[str, Callable[[ModelConfig], nn.Module]] = MappingProxyType(
@@ -275,6 +336,11 @@ MODELS: Mapping[str, Callable[[ModelConfig], nn.Module]] = MappingProxyType(
         "cnn_unet": _build_cnn_unet,
         "fno2d": _build_fno2d,
         "steerable_resnet": _build_steerable_resnet,
+        "meshgraphnet": lambda cfg: MeshGraphNet(**_mesh_common(cfg)),
+        "equivariant_meshgraphnet": lambda cfg: EquivariantMeshGraphNet(
+            vectors=cfg.vectors, **_mesh_common(cfg)
+        ),
+        "egnn": lambda cfg: EGNN(**_mesh_common(cfg)),
     }
 )
 """Registered model names -> builders ``ModelConfig -> nn.Module`` (the names of ``ModelConfig.name``)."""

@@ -1,7 +1,9 @@
 """Layers: plain tensors in and out. Group convolutions on grids (C_N, D_N), steerable convolutions
-(SO(2), O(2)) with their nonlinearities and norms, SO(3)/O(3) tensor products and message passing."""
+(SO(2), O(2)) with their nonlinearities and norms, SO(3)/O(3) tensor products and message passing, and
+mesh message passing (EGNN, MeshGraphNets' block and its O(d)-equivariant version)."""
 
 from sim.nn.gconv import GroupConv2d, RegularNorm, check_exact_group, group_pool, spatial_pool, upsample
+from sim.nn.mesh_gnn import EGNNLayer, EquivariantMeshBlock, MeshGraphNetBlock, VectorNorm
 from sim.nn.steerable import (
     GatedNonlinearity,
     IrrepsToRegular,
@@ -23,11 +25,14 @@ from sim.nn.tensor_product import (
 )
 
 __all__ = [
+    "EGNNLayer",
+    "EquivariantMeshBlock",
     "Gate",
     "GatedNonlinearity",
     "GroupConv2d",
     "IrrepsLinear",
     "IrrepsToRegular",
+    "MeshGraphNetBlock",
     "NormNonlinearity",
     "RadialBasis",
     "RegularNorm",
@@ -38,6 +43,7 @@ __all__ = [
     "SteerableGroupNorm",
     "TensorProduct",
     "TensorProductConv",
+    "VectorNorm",
     "check_exact_group",
     "group_pool",
     "kernel_basis",
