@@ -51,7 +51,8 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     gen_sub = gen.add_subparsers(dest="dataset", metavar="DATASET", required=True)
-    ns = gen_sub.add_parser(
+    _add_generate(
+        gen_sub,
         "ns2d",
         help="2D incompressible Navier-Stokes (vorticity) on the periodic square, as in the FNO paper",
         description=(
@@ -61,17 +62,26 @@ def _build_parser() -> argparse.ArgumentParser:
             "config (NAME.yaml) and a preview picture (NAME.png). The file is written under a temporary "
             "name and renamed when complete."
         ),
-        epilog=_EPILOG_OVERRIDES + " Example: sim generate ns2d --config configs/data/ns2d_demo.yaml "
-        "--out runs/demo/ns2d_demo.nc",
-        formatter_class=_Formatter,
+        example="sim generate ns2d --config configs/data/ns2d_demo.yaml --out runs/demo/ns2d_demo.nc",
+        out_help="output file (default: the config's `output`)",
+        func=_cmd_generate_ns2d,
     )
-    ns.add_argument(
-        "--config", required=True, metavar="YAML", help="data config, e.g. configs/data/ns2d_fno.yaml"
+    _add_generate(
+        gen_sub,
+        "cylinder",
+        help="flow past a cylinder on unstructured meshes (lattice Boltzmann), like MeshGraphNets' data",
+        description=(
+            "For every trajectory draw the cylinder's position and diameter and the Reynolds number, mesh "
+            "the channel (graded triangles), solve the unsteady flow with the D2Q9 lattice-Boltzmann "
+            "solver (validated against the Schaefer-Turek 2D-2 benchmark) and store the velocity and "
+            "pressure at the mesh nodes every dt, with the meshes and node types, in one netCDF file with "
+            "dims (sample, time, node). Beside it go the resolved config (NAME.yaml) and a preview "
+            "(NAME.png). The file is written under a temporary name and renamed when complete."
+        ),
+        example="sim generate cylinder --config configs/data/cylinder_demo.yaml --out runs/cyl/cyl.nc",
+        out_help="output file (default: the config's `output`)",
+        func=_cmd_generate_cylinder,
     )
-    ns.add_argument("--out", metavar="FILE.nc", help="output file (default: the config's `output`)")
-    ns.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    _add_config_options(ns)
-    ns.set_defaults(func=_cmd_generate_ns2d)
 
     dat = sub.add_parser(
         "data",
@@ -116,7 +126,8 @@ def _build_parser() -> argparse.ArgumentParser:
     dins.add_argument("--full", action="store_true", help="check every field for NaN (reads all data)")
     dins.set_defaults(func=_cmd_data_inspect)
 
-    sw = gen_sub.add_parser(
+    _add_generate(
+        gen_sub,
         "swe",
         help="shallow water on the rotating sphere (spectral, torch-harmonics), written as ERA5-style data",
         description=(
@@ -127,19 +138,10 @@ def _build_parser() -> argparse.ArgumentParser:
             "u and v winds, a time axis with real dates, latitude ascending. `sim data prepare` and "
             "WeatherWindows read it unchanged. Beside each file go the resolved config and a preview."
         ),
-        epilog=_EPILOG_OVERRIDES + " Example: sim generate swe --config configs/data/swe_demo.yaml "
-        "--out runs/swe/swe.nc samples=2",
-        formatter_class=_Formatter,
+        example="sim generate swe --config configs/data/swe_demo.yaml --out runs/swe/swe.nc samples=2",
+        out_help="output file; several samples add _000, _001, ... (default: config)",
+        func=_cmd_generate_swe,
     )
-    sw.add_argument(
-        "--config", required=True, metavar="YAML", help="data config, e.g. configs/data/swe_demo.yaml"
-    )
-    sw.add_argument(
-        "--out", metavar="FILE.nc", help="output file; several samples add _000, _001, ... (default: config)"
-    )
-    sw.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    _add_config_options(sw)
-    sw.set_defaults(func=_cmd_generate_swe)
 
     tr = sub.add_parser(
         "train",
@@ -192,7 +194,15 @@ def _build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--out", required=True, metavar="OUT.nc", help="rollout file to write")
     ro.add_argument("--samples", metavar="A:B", help="sample range [A, B) of the data file (default: all)")
     ro.add_argument("--start", type=int, default=0, help="first frame of the initial history")
-    ro.add_argument("--element", type=int, help="group element applied to the inputs (default: none)")
+    ro.add_argument("--element", type=int, help="grids: D4 element applied to the inputs (default: none)")
+    ro.add_argument(
+        "--rotate",
+        type=float,
+        default=0.0,
+        metavar="DEG",
+        help="meshes: roll out on the domain rotated by DEG degrees (results written in the data's frame)",
+    )
+    ro.add_argument("--mirror", action="store_true", help="meshes: mirror the domain (x -> -x) first")
     ro.add_argument("--batch-size", type=int, default=8, help="samples rolled out together")
     ro.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ro.add_argument("--overwrite", action="store_true", help="replace an existing OUT.nc")
@@ -237,12 +247,31 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _cmd_generate_ns2d(args: argparse.Namespace) -> int:
+def _add_generate(gen_sub, name: str, *, help: str, description: str, example: str, out_help: str, func):
+    """One ``sim generate NAME`` subcommand: --config, --out, --overwrite and the config options."""
+    p = gen_sub.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=f"{_EPILOG_OVERRIDES} Example: {example}",
+        formatter_class=_Formatter,
+    )
+    p.add_argument(
+        "--config", required=True, metavar="YAML", help=f"data config, e.g. configs/data/{name}_demo.yaml"
+    )
+    p.add_argument("--out", metavar="FILE.nc", help=out_help)
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    _add_config_options(p)
+    p.set_defaults(func=func)
+
+
+def _generate_one_file(args: argparse.Namespace, config_cls, generate, preview, describe) -> int:
+    """A data set in one netCDF file with its resolved config (NAME.yaml) and preview (NAME.png) beside it;
+    every output is checked before any compute is spent."""
     from sim.config import dump_yaml, load_config, write_config
-    from sim.data.ns2d import NS2DDataConfig, generate_ns2d, preview_ns2d
     from sim.io import check_output_path
 
-    config = load_config(NS2DDataConfig, args.config, args.overrides)
+    config = load_config(config_cls, args.config, args.overrides)
     if args.print_config:
         sys.stdout.write(dump_yaml(config))
         return 0
@@ -250,14 +279,35 @@ def _cmd_generate_ns2d(args: argparse.Namespace) -> int:
     sidecars = (out.with_suffix(".yaml"), out.with_suffix(".png"))
     for path in (out, *sidecars):  # refuse before spending any compute
         check_output_path(path, overwrite=args.overwrite)
-    generate_ns2d(config, out, overwrite=args.overwrite, progress=not args.no_progress)
+    generate(config, out, overwrite=args.overwrite, progress=not args.no_progress)
     write_config(config, sidecars[0], overwrite=args.overwrite)
-    preview_ns2d(out, sidecars[1], overwrite=args.overwrite)
-    print(
-        f"wrote {out} ({config.samples} samples x {config.n_frames} frames at {config.resolution}^2), "
-        f"{sidecars[0]}, {sidecars[1]}"
-    )
+    preview(out, sidecars[1], overwrite=args.overwrite)
+    print(f"wrote {out} ({describe(config)}), {sidecars[0]}, {sidecars[1]}")
     return 0
+
+
+def _cmd_generate_ns2d(args: argparse.Namespace) -> int:
+    from sim.data.ns2d import NS2DDataConfig, generate_ns2d, preview_ns2d
+
+    return _generate_one_file(
+        args,
+        NS2DDataConfig,
+        generate_ns2d,
+        preview_ns2d,
+        lambda c: f"{c.samples} samples x {c.n_frames} frames at {c.resolution}^2",
+    )
+
+
+def _cmd_generate_cylinder(args: argparse.Namespace) -> int:
+    from sim.data.cylinder import CylinderDataConfig, generate_cylinder, preview_cylinder
+
+    return _generate_one_file(
+        args,
+        CylinderDataConfig,
+        generate_cylinder,
+        preview_cylinder,
+        lambda c: f"{c.samples} trajectories x {c.frames} frames every {c.dt:g} s",
+    )
 
 
 def _cmd_generate_swe(args: argparse.Namespace) -> int:
@@ -350,20 +400,60 @@ def _sample_range(text: str | None) -> range | None:
 
 
 def _cmd_rollout(args: argparse.Namespace) -> int:
+    from sim.config import ConfigError
     from sim.data.ns2d import NS2DWindows
     from sim.evaluate import rollout_to_netcdf
     from sim.train import check_data_fits, load_stepper
 
     if args.steps < 1:
-        raise ValueError(f"--steps: expected a positive int, got {args.steps}")
+        raise ConfigError(f"--steps: expected a positive int, got {args.steps}")
     from sim.io import check_output_path
 
     check_output_path(args.out, overwrite=args.overwrite)
     stepper, config, ckpt = load_stepper(args.checkpoint)
     stride = config.data.stride
+    attrs = {
+        "checkpoint": str(args.checkpoint),
+        "checkpoint_step": int(ckpt["step"]),
+        "model": config.model.name,
+        "model_group": config.model.group,
+    }
+    hint = " (pass --ignore-data-mismatch to roll out anyway)"
+    if config.model.is_mesh:
+        from sim.data.cylinder import CylinderWindows
+        from sim.evaluate.mesh_rollout import rollout_mesh_to_netcdf
+
+        if args.element is not None:
+            raise ConfigError(
+                "--element: a mesh model is rolled out on a rotated domain with --rotate/--mirror"
+            )
+        if "data" in ckpt and not args.ignore_data_mismatch:
+            check_data_fits(
+                ckpt["data"], CylinderWindows(args.data, history=stepper.history, stride=stride), hint=hint
+            )
+        out = rollout_mesh_to_netcdf(
+            stepper,
+            args.data,
+            args.out,
+            steps=args.steps,
+            samples=_sample_range(args.samples),
+            start=args.start,
+            stride=stride,
+            rotation_deg=args.rotate,
+            mirror=args.mirror,
+            batch_size=args.batch_size,
+            device=args.device,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            attrs=attrs,
+        )
+        print(f"wrote {out}")
+        return 0
+    if args.rotate or args.mirror:
+        raise ConfigError("--rotate/--mirror: grid models take a D4 element (--element 0-7) instead")
     if "data" in ckpt and not args.ignore_data_mismatch:
         windows = NS2DWindows(args.data, history=stepper.history, stride=stride, state=config.data.state)
-        check_data_fits(ckpt["data"], windows, hint=" (pass --ignore-data-mismatch to roll out anyway)")
+        check_data_fits(ckpt["data"], windows, hint=hint)
     out = rollout_to_netcdf(
         stepper,
         args.data,
@@ -377,25 +467,39 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         device=args.device,
         overwrite=args.overwrite,
         progress=not args.no_progress,
-        attrs={
-            "checkpoint": str(args.checkpoint),
-            "checkpoint_step": int(ckpt["step"]),
-            "model": config.model.name,
-            "model_group": config.model.group,
-        },
+        attrs=attrs,
     )
     print(f"wrote {out}")
     return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from sim.evaluate import EvalResult, evaluate_rollout, format_summary, write_report
+    import xarray as xr
 
-    results = []
+    from sim.data.ns2d import DataFileError
+    from sim.evaluate import EvalResult, evaluate_rollout, format_summary, write_report
+    from sim.evaluate.mesh_report import format_mesh_summary, write_mesh_report
+
+    named = []
     for item in args.rollouts:
         name, _, path = item.rpartition("=")
         path = Path(path)
-        results.append(EvalResult(name or path.stem, evaluate_rollout(path), rollout=path))
+        if not path.is_file():
+            raise DataFileError(f"{path}: no such rollout file")
+        with xr.open_dataset(path) as ds:
+            kind = ds.attrs.get("kind", "ns2d")
+        named.append((name or path.stem, path, kind))
+    kinds = {kind for _, _, kind in named}
+    if len(kinds) > 1:
+        raise DataFileError(f"rollouts of different kinds ({sorted(kinds)}) cannot share one report")
+    if kinds == {"cylinder"}:  # mesh rollouts: velocity RMSE per lead, Strouhal numbers, mesh plots
+        rows = write_mesh_report(
+            [(name, path) for name, path, _ in named], args.out, title=args.title, overwrite=args.overwrite
+        )
+        print(format_mesh_summary(rows))
+        print(f"\nreport: {Path(args.out) / 'report.md'}")
+        return 0
+    results = [EvalResult(name, evaluate_rollout(path), rollout=path) for name, path, _ in named]
     rows = write_report(results, args.out, title=args.title, overwrite=args.overwrite)
     print(format_summary(rows))
     print(f"\nreport: {Path(args.out) / 'report.md'}")

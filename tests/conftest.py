@@ -47,3 +47,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def cylinder_file(tmp_path_factory):
+    """A small cylinder-flow file (3 samples x 6 frames, coarse meshes) written without the solver
+    (``sim.data.cylinder.write_synthetic_cylinder``); shared, read-only."""
+    from sim.data.cylinder import write_synthetic_cylinder
+
+    return write_synthetic_cylinder(tmp_path_factory.mktemp("cylinder") / "cyl.nc", samples=3, frames=6)

@@ -4,9 +4,21 @@ rollout_to_netcdf(stepper, data, "p4m.nc", steps=1000)          # autoregressive
 metrics = evaluate_rollout("p4m.nc", data)                      # per lead (and sample)
 save_metrics(metrics, "p4m_metrics.nc")                         # + p4m_metrics.csv
 write_report([EvalResult("P4M G-CNN", metrics, rollout=Path("p4m.nc"))], "runs/eval")
+
+Meshes (flow past a cylinder): rollout_mesh_to_netcdf (sim.evaluate.mesh_rollout), then
+evaluate_mesh_rollout("egnn.nc") or write_mesh_report([("EGNN", "egnn.nc"), ("EGNN", "egnn_rot37.nc")], dir).
 """
 
 from sim.evaluate._common import element_name
+from sim.evaluate.mesh_metrics import evaluate_mesh_rollout, save_mesh_metrics
+from sim.evaluate.mesh_plots import plot_mesh_error_curves, plot_mesh_snapshots, plot_probe_signal
+from sim.evaluate.mesh_report import (
+    MESH_SUMMARY_COLUMNS,
+    MeshEvalResult,
+    format_mesh_summary,
+    mesh_summary_rows,
+    write_mesh_report,
+)
 from sim.evaluate.metrics import (
     correlation,
     energy_spectrum,
@@ -22,22 +34,32 @@ from sim.evaluate.report import SUMMARY_COLUMNS, EvalResult, format_summary, sum
 from sim.evaluate.rollout import rollout_to_netcdf
 
 __all__ = [
+    "MESH_SUMMARY_COLUMNS",
     "SUMMARY_COLUMNS",
     "EvalResult",
+    "MeshEvalResult",
     "correlation",
     "element_name",
     "energy_spectrum",
     "enstrophy",
+    "evaluate_mesh_rollout",
     "evaluate_rollout",
+    "format_mesh_summary",
     "format_summary",
+    "mesh_summary_rows",
     "metrics_csv",
     "plot_error_curves",
+    "plot_mesh_error_curves",
+    "plot_mesh_snapshots",
+    "plot_probe_signal",
     "plot_snapshots",
     "plot_spectra",
     "relative_l2",
     "rmse",
     "rollout_to_netcdf",
+    "save_mesh_metrics",
     "save_metrics",
     "summary_rows",
+    "write_mesh_report",
     "write_report",
 ]

@@ -38,13 +38,15 @@ import xarray as xr
 from torch import nn
 
 from sim.config import ConfigError, dump_yaml, from_dict, write_config
+from sim.data.cylinder import CylinderWindows, MeshBatch, collate_graphs
 from sim.data.ns2d import DataFileError, NS2DWindows, vorticity_to_state
 from sim.groups.fields import FieldType
 from sim.io import OutputError
 from sim.models.registry import build_model
 from sim.train.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from sim.train.config import ExperimentConfig
-from sim.train.stepper import FieldStats, Stepper, field_stats
+from sim.train.mesh import build_mesh_stepper, mesh_signature, mesh_split, mesh_statistics, mesh_windows
+from sim.train.stepper import FieldStats, MeshStepper, Stepper, field_stats
 
 __all__ = [
     "TrainResult",
@@ -107,8 +109,11 @@ def compute_statistics(
     return state_stats, delta, forcing
 
 
-def build_stepper(config: ExperimentConfig, stats: tuple[FieldStats, FieldStats, FieldStats]) -> Stepper:
-    """The model of ``config.model`` inside a Stepper with the given (state, delta, forcing) statistics."""
+def build_stepper(config: ExperimentConfig, stats) -> Stepper | MeshStepper:
+    """The model of ``config.model`` inside a Stepper with the given (state, delta, forcing) statistics,
+    or, for a mesh model, inside a :class:`MeshStepper` with the scales of ``mesh_statistics``."""
+    if config.model.is_mesh:
+        return build_mesh_stepper(config, stats)
     model = build_model(config.model)
     state, delta, forcing = stats
     return Stepper(
@@ -122,11 +127,13 @@ def build_stepper(config: ExperimentConfig, stats: tuple[FieldStats, FieldStats,
     )
 
 
-def _types(config: ExperimentConfig) -> tuple[FieldType, FieldType]:
+def _types(config: ExperimentConfig) -> tuple[FieldType, FieldType | None]:
     """Field types of the state (the model's output) and the forcing (the model's last input fields)."""
     group = config.model.planar_group()
     out_type = FieldType.parse(group, config.model.out_fields)
     in_type = FieldType.parse(group, config.model.in_fields)
+    if config.model.is_mesh:  # the velocity history only (checked by ModelConfig and mesh_windows)
+        return out_type, None
     n_state = config.data.history * out_type.num_fields
     if in_type.num_fields <= n_state or in_type.reps[:n_state] != out_type.reps * config.data.history:
         raise ConfigError(
@@ -143,14 +150,16 @@ def _types(config: ExperimentConfig) -> tuple[FieldType, FieldType]:
     return out_type, FieldType(group, in_type.reps[n_state:])
 
 
-def data_signature(windows: NS2DWindows) -> dict:
+def data_signature(windows) -> dict:
     """What a stepper trained on ``windows`` assumes of any data it is later rolled out on.
 
     Returns:
         ``{"grid": [ny, nx], "length": domain side, "step_time": model time per step (frame interval x
         stride), "viscosity": ..., "drag": ..., "state": "vorticity" or "velocity"}``; a value the file
-        does not record is None.
+        does not record is None. Mesh windows: :func:`~sim.train.mesh.mesh_signature`.
     """
+    if isinstance(windows, CylinderWindows):
+        return mesh_signature(windows)
     attrs = windows.attrs
     times = np.asarray(windows.times, dtype=np.float64)
     interval = float(times[1] - times[0]) if times.size > 1 else math.nan
@@ -221,7 +230,8 @@ def load_stepper(path: str | os.PathLike, *, map_location="cpu") -> tuple[Steppe
     config = from_dict(ExperimentConfig, yaml.safe_load(ckpt["config"]), source=f"{path} (stored config)")
     blank = lambda n: FieldStats(torch.zeros(n), torch.ones(n))  # noqa: E731 (the weights overwrite them)
     n_state, n_forcing = ckpt["layout"]["state_channels"], ckpt["layout"]["forcing_channels"]
-    stepper = build_stepper(config, (blank(n_state), blank(n_state), blank(n_forcing)))
+    stats = None if config.model.is_mesh else (blank(n_state), blank(n_state), blank(n_forcing))
+    stepper = build_stepper(config, stats)
     try:
         stepper.load_state_dict(ckpt["stepper"])
     except RuntimeError as err:
@@ -282,7 +292,10 @@ def _schedule(config: ExperimentConfig):
 
 
 def _split(batch, history: int, channels: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(history [B, T, C, y, x], forcing [B, F, y, x], target [B, K, C, y, x])`` of a batch of windows."""
+    """``(history [B, T, C, y, x], forcing [B, F, y, x], target [B, K, C, y, x])`` of a batch of windows;
+    for graph windows ``(history [N, T, 2], graph, target [N, K, 2])`` (``sim.train.mesh.mesh_split``)."""
+    if isinstance(batch, MeshBatch):
+        return mesh_split(batch, history, device)
     inputs, target = (b.to(device, non_blocking=True) for b in batch)  # [B, T*C+F, y, x], [B, K*C, y, x]
     B, _, H, W = inputs.shape
     n = history * channels
@@ -296,8 +309,10 @@ def _split(batch, history: int, channels: int, device) -> tuple[torch.Tensor, to
 def _loss(
     stepper: nn.Module, core: Stepper, history, forcing, target, k: int, pushforward: bool
 ) -> torch.Tensor:
-    """Normalised mean squared error of a ``k``-step unroll (only the last step with pushforward)."""
+    """Normalised mean squared error of a ``k``-step unroll (only the last step with pushforward); over the
+    stepper's ``loss_mask`` nodes when it has one (mesh steppers: not the boundary-condition nodes)."""
     scale = core.state_std.reshape(1, -1, *([1] * (history.ndim - 3)))
+    mask = core.loss_mask(forcing) if hasattr(core, "loss_mask") else None
     window, losses = history, []
     for i in range(k):
         if pushforward and i < k - 1:
@@ -305,7 +320,8 @@ def _loss(
                 nxt = stepper(window, forcing)
         else:
             nxt = stepper(window, forcing)
-            losses.append((((nxt - target[:, i]) / scale) ** 2).mean())
+            err = ((nxt - target[:, i]) / scale) ** 2
+            losses.append(err.mean() if mask is None else err[mask].mean())
         window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
     return torch.stack(losses).mean()
 
@@ -389,11 +405,16 @@ def train(
     state_type, forcing_type = _types(config)
 
     if not Path(d.path).is_file():
-        raise DataFileError(f"{d.path}: no such data file (data.path); make one with `sim generate ns2d`")
-    windows = dict(history=d.history, horizon=t.unroll, stride=d.stride, state=d.state)
-    train_set = NS2DWindows(d.path, samples=range(*d.train_samples), **windows)
-    val_set = NS2DWindows(d.path, samples=range(*d.val_samples), **windows)
-    if train_set.in_channels != d.history * state_type.dim + forcing_type.dim:
+        kind = "cylinder" if config.model.is_mesh else "ns2d"
+        raise DataFileError(f"{d.path}: no such data file (data.path); make one with `sim generate {kind}`")
+    if config.model.is_mesh:
+        train_set = mesh_windows(config, range(*d.train_samples), t.unroll)
+        val_set = mesh_windows(config, range(*d.val_samples), t.unroll)
+    else:
+        windows = dict(history=d.history, horizon=t.unroll, stride=d.stride, state=d.state)
+        train_set = NS2DWindows(d.path, samples=range(*d.train_samples), **windows)
+        val_set = NS2DWindows(d.path, samples=range(*d.val_samples), **windows)
+    if not config.model.is_mesh and train_set.in_channels != d.history * state_type.dim + forcing_type.dim:
         raise DataFileError(
             f"{d.path}: windows have {train_set.in_channels} input channels, the model expects "
             f"{d.history * state_type.dim + forcing_type.dim}"
@@ -401,14 +422,17 @@ def train(
 
     torch.manual_seed(t.seed)
     signature = data_signature(train_set)  # stored in every checkpoint, for rollouts to check
-    stats = compute_statistics(
-        d.path,
-        range(*d.train_samples),
-        stride=d.stride,
-        state_type=state_type,
-        forcing_type=forcing_type,
-        state=d.state,
-    )
+    if config.model.is_mesh:
+        stats = mesh_statistics(config)
+    else:
+        stats = compute_statistics(
+            d.path,
+            range(*d.train_samples),
+            stride=d.stride,
+            state_type=state_type,
+            forcing_type=forcing_type,
+            state=d.state,
+        )
     core = build_stepper(config, stats).to(device)
     stepper: nn.Module = core
     if world > 1:
@@ -444,9 +468,16 @@ def train(
     sampler = _StepBatches(
         start, stop, batch=t.batch_size, n=len(train_set), seed=t.seed, rank=rank, world=world
     )
-    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=d.num_workers)
+    collate = collate_graphs if config.model.is_mesh else None  # graphs: one big graph per batch
+    loader = torch.utils.data.DataLoader(
+        train_set, batch_sampler=sampler, num_workers=d.num_workers, collate_fn=collate
+    )
     val_loader = torch.utils.data.DataLoader(
-        val_set, batch_size=max(1, t.batch_size // world), shuffle=False, num_workers=d.num_workers
+        val_set,
+        batch_size=max(1, t.batch_size // world),
+        shuffle=False,
+        num_workers=d.num_workers,
+        collate_fn=collate,
     )
     log_rows: list[list] = []
     loss_value, val1, valk = math.nan, math.nan, math.nan
@@ -467,7 +498,10 @@ def train(
         if t.noise_std > 0:
             gen = torch.Generator(device=device).manual_seed(t.seed * 7_919 + step * 104_729 + rank)
             noise = torch.randn(history.shape, generator=gen, device=device, dtype=history.dtype)
-            history = history + t.noise_std * core.state_std.reshape(1, 1, -1, 1, 1) * noise
+            if hasattr(core, "noise_mask"):  # mesh steppers: the fluid nodes only
+                noise = noise * core.noise_mask(forcing)[:, None, None]
+            scale = core.state_std.reshape(1, 1, -1, *([1] * (history.ndim - 3)))
+            history = history + t.noise_std * scale * noise
         loss = _loss(stepper, core, history, forcing, target, k, t.pushforward)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -485,7 +519,7 @@ def train(
             raise FloatingPointError(
                 f"training diverged: loss is {loss_value} at step {step + 1}; lower train.lr"
             )
-        seen += history.shape[0] * world
+        seen += t.batch_size // world * world
         done = step + 1
         bar.update(1)
         last = done == stop

@@ -18,13 +18,14 @@ one scale for both components. The statistics are buffers: they travel in the ch
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from sim.groups.fields import FieldType
 
-__all__ = ["FieldStats", "Stepper", "field_stats"]
+__all__ = ["FieldStats", "MeshGraph", "MeshStepper", "Stepper", "field_stats"]
 
 
 @dataclass(frozen=True)
@@ -143,5 +144,107 @@ class Stepper(nn.Module):
         window = history
         for _ in range(steps):
             nxt = self(window, forcing)
+            yield nxt
+            window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
+
+
+class MeshGraph(NamedTuple):
+    """The graph a :class:`MeshStepper` steps on (a batch of meshes concatenated, PyG style).
+
+    Attributes:
+        node_type: ``[N]`` int64, MeshGraphNets' types (:class:`sim.discretize.NodeType`).
+        pos: ``[N, d]`` mesh positions.
+        edge_index: ``[2, E]`` int64, both directions, row 0 senders.
+        batch: ``[N]`` int64, the graph of each node.
+    """
+
+    node_type: torch.Tensor
+    pos: torch.Tensor
+    edge_index: torch.Tensor
+    batch: torch.Tensor
+
+
+# Held at their values (MeshGraphNets: boundary conditions, not predicted); the loss and the noise skip them.
+_HELD_TYPES = (4, 6)  # INFLOW, WALL_BOUNDARY
+_NOISY_TYPES = (0,)  # NORMAL: MeshGraphNets adds training noise to the fluid nodes only
+
+
+class MeshStepper(nn.Module):
+    """One autoregressive step of a velocity field on a mesh:
+    ``(history [N, T, d], graph) -> [N, d]``.
+
+    Normalisation keeps the symmetry: velocities are divided by one scale (their RMS, no mean shift, so
+    rotating the input rotates the normalised input), positions by the RMS edge length; the model's
+    vector output is the normalised change (``residual``) or the normalised velocity. Nodes whose type
+    is a boundary condition (INFLOW, WALL_BOUNDARY) keep their last value, as in MeshGraphNets;
+    :meth:`loss_mask` and :meth:`noise_mask` name the nodes the loss and the training noise see.
+
+    Args:
+        model: ``model(velocity [N, T, d], node_type [N], pos [N, d], edge_index [2, E]) -> ([N, d],
+            scalars or None)`` (the models of :mod:`sim.models.meshgraphnet`).
+        history: ``T``.
+        velocity_std, delta_std, length_scale: the training data's scales (floats).
+        residual: predict the change (``next = last + ...``).
+        dim: ``d``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        history: int,
+        velocity_std: float = 1.0,
+        delta_std: float = 1.0,
+        length_scale: float = 1.0,
+        residual: bool = True,
+        dim: int = 2,
+    ):
+        super().__init__()
+        self.model = model
+        self.history, self.state_channels, self.forcing_channels = history, dim, 0
+        self.residual = residual
+        self.register_buffer("state_std", torch.full((dim,), float(velocity_std)))
+        self.register_buffer("state_mean", torch.zeros(dim))
+        self.register_buffer("delta_std", torch.full((dim,), float(delta_std)))
+        self.register_buffer("length_scale", torch.tensor(float(length_scale)))
+
+    def check(self, history: torch.Tensor, graph: MeshGraph) -> None:
+        """One-line errors for inputs of the wrong shape."""
+        T, d = self.history, self.state_channels
+        if history.ndim != 3 or history.shape[1:] != (T, d):
+            raise ValueError(f"MeshStepper: history must be [N, {T}, {d}], got {list(history.shape)}")
+        if graph.node_type.shape != (history.shape[0],) or graph.pos.shape != (history.shape[0], d):
+            raise ValueError(
+                f"MeshStepper: node_type [N] and pos [N, {d}] must match the history's {history.shape[0]} "
+                f"nodes, got {list(graph.node_type.shape)} and {list(graph.pos.shape)}"
+            )
+
+    @staticmethod
+    def held(graph: MeshGraph) -> torch.Tensor:
+        """``[N]`` bool: the nodes that keep their value (inflow and walls)."""
+        return torch.isin(graph.node_type, torch.tensor(_HELD_TYPES, device=graph.node_type.device))
+
+    def loss_mask(self, graph: MeshGraph) -> torch.Tensor:
+        """``[N]`` bool: the nodes the loss counts (all but the held ones)."""
+        return ~self.held(graph)
+
+    def noise_mask(self, graph: MeshGraph) -> torch.Tensor:
+        """``[N]`` bool: the nodes that get training noise (NORMAL)."""
+        return torch.isin(graph.node_type, torch.tensor(_NOISY_TYPES, device=graph.node_type.device))
+
+    def forward(self, history: torch.Tensor, graph: MeshGraph) -> torch.Tensor:
+        self.check(history, graph)
+        scale = self.state_std[0]
+        out, _ = self.model(history / scale, graph.node_type, graph.pos / self.length_scale, graph.edge_index)
+        last = history[:, -1]  # [N, d]
+        nxt = last + out * self.delta_std if self.residual else out * scale
+        return torch.where(self.held(graph)[:, None], last, nxt)
+
+    @torch.no_grad()
+    def rollout(self, history: torch.Tensor, graph: MeshGraph, steps: int):
+        """Yield ``steps`` predicted velocities ``[N, d]`` one by one (nothing is kept)."""
+        window = history
+        for _ in range(steps):
+            nxt = self(window, graph)
             yield nxt
             window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)

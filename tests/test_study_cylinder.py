@@ -1,0 +1,37 @@
+"""Smoke test of scripts/study_cylinder.py: --quick on the shared synthetic file (tiny models, 3 steps)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def study(load_script):
+    return load_script("study_cylinder")
+
+
+def test_quick_run_writes_its_section_and_report(study, cylinder_file, tmp_path):
+    results = tmp_path / "results.md"
+    results.write_text("# Results\n\n<!-- other:start -->\nkeep me\n<!-- other:end -->\n")
+    out = tmp_path / "study"
+    args = ["--quick", "--data", str(cylinder_file), "--test", "1", "--val", "1", "--out", str(out)]
+    rows = study.main([*args, "--results", str(results), "--no-progress", "--angle", "57"])
+    assert len(rows) == 6  # 3 models x {original, mirrored and rotated}
+    by = {(r["model"], r["test_set"]): r for r in rows}
+    for name in ("E(2)-equivariant MGN", "EGNN"):  # exactly equivariant: the same errors
+        assert by[(name, "mirrored, rotated 57°")]["rmse_all"] == pytest.approx(
+            by[(name, "original")]["rmse_all"], rel=1e-4
+        )
+    base = (
+        by[("MeshGraphNet", "mirrored, rotated 57°")]["rmse_all"],
+        by[("MeshGraphNet", "original")]["rmse_all"],
+    )
+    assert base[0] != pytest.approx(base[1], rel=1e-4)  # the baseline is not
+    text = results.read_text()
+    assert "keep me" in text and "<!-- study_cylinder:start -->" in text
+    assert "| E(2)-equivariant MGN |" in text and "speed-up over the solver" in text
+    assert (out / "report" / "report.md").is_file()
+    # --reuse: nothing retrained
+    stamp = (out / "egnn" / "checkpoints" / "last.pt").stat().st_mtime_ns
+    study.main([*args, "--results", "-", "--no-progress", "--reuse", "--models", "egnn"])
+    assert (out / "egnn" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
