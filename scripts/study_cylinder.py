@@ -51,7 +51,9 @@ MODELS = {  # key: (display name, experiment config)
     "equivariant_meshgraphnet": ("E(2)-equivariant MGN", ROOT / "configs/mesh/equivariant_meshgraphnet.yaml"),
     "meshgraphnet": ("MeshGraphNet", ROOT / "configs/mesh/meshgraphnet.yaml"),
     "egnn": ("EGNN", ROOT / "configs/mesh/egnn.yaml"),
+    "tensor_product_mesh": ("SO(3) tensor product", ROOT / "configs/mesh/tensor_product_mesh.yaml"),
 }
+DEFAULT_MODELS = ["equivariant_meshgraphnet", "meshgraphnet", "egnn"]  # tensor_product_mesh on demand
 DATA_CONFIG = ROOT / "configs/data/cylinder_demo.yaml"
 QUICK_MODEL = ["model.latent=8", "model.blocks=1", "model.vectors=2"]
 
@@ -63,7 +65,7 @@ parser.add_argument("--val", type=int, default=1, help="validation trajectories 
 parser.add_argument("--steps", type=int, default=None, help="training steps (default: the configs')")
 parser.add_argument("--rollout-steps", type=int, default=250, help="autoregressive steps (default 250)")
 parser.add_argument("--angle", type=float, default=30.0, help="rotation of the test domain, degrees")
-parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS), help="a subset")
+parser.add_argument("--models", nargs="+", choices=list(MODELS), default=DEFAULT_MODELS, help="which models")
 parser.add_argument("--results", default=str(ROOT / "docs/results.md"), help="markdown file, or - to print")
 parser.add_argument("--reuse", action="store_true", help="keep finished training runs of the same config")
 parser.add_argument("--overwrite", action="store_true", help="replace existing runs, rollouts and reports")
@@ -140,7 +142,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
                            "val_samples": list(val)}  # fmt: skip
         overrides = list(QUICK_MODEL if args.quick else [])
         if args.quick:
-            overrides = [o for o in overrides if key == "equivariant_meshgraphnet" or "vectors" not in o]
+            overrides = [
+                o
+                for o in overrides
+                if "vectors" not in o or key in ("equivariant_meshgraphnet", "tensor_product_mesh")
+            ]
             overrides += [
                 "train.steps=3",
                 "train.val_every=3",

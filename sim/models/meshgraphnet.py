@@ -57,7 +57,7 @@ from sim.nn.mesh_gnn import (
     mix_vectors,
 )
 
-__all__ = ["EGNN", "EquivariantMeshGraphNet", "MeshGraphNet", "vector_invariants"]
+__all__ = ["EGNN", "EquivariantMeshGraphNet", "MeshGraphNet", "TensorProductMeshNet", "vector_invariants"]
 
 
 def vector_invariants(vectors: torch.Tensor) -> torch.Tensor:
@@ -420,3 +420,94 @@ class EGNN(_MeshModel):
         out = self.decoder((h, None))  # [N, C_in + out_scalars]
         vector = (displacement * out[:, : self.in_vectors, None]).sum(1)  # [N, d]
         return self._outputs(vector, out[:, self.in_vectors :])
+
+
+# ---------------------------------------------------------------------------------------------------
+class TensorProductMeshNet(_MeshModel):
+    """The SO(3) tensor-product layers as a mesh model (TFN / NequIP-style), with the same forward.
+
+    Planar meshes live in the plane ``z = 0`` of 3D: positions ``(x, y, 0)`` and vectors as ``1o``
+    irreps (our real-harmonic order ``(y, z, x)``, :mod:`sim.groups.so3`), so the model is exactly
+    O(3)-equivariant in 3D and hence E(2)-equivariant in the plane (rotations about z, mirrors; only
+    relative positions enter). Node features: ``latent x 0e + vectors x 1o + (vectors // 2) x 2e``.
+
+    Encoder: :class:`~sim.nn.IrrepsLinear` of ``[one-hot type, |v| and <v_a, v_b>, scalars] x 0e +
+    in_vectors x 1o`` to the features. Processor: ``steps`` residual layers ``x + Gate(TensorProductConv(x))``
+    (edge harmonics up to ``l = 2``, a radial basis of the edge length with cutoff ``cutoff``, mean
+    aggregation, self-interaction). Decoder: ``IrrepsLinear`` to ``1x1o + out_scalars x 0e``. Give
+    positions in units of the typical edge length (``MeshStepper`` divides by the data's RMS edge
+    length), so that ``cutoff = 5`` holds every mesh edge.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int = 2,
+        in_vectors: int = 1,
+        in_scalars: int = 0,
+        out_scalars: int = 0,
+        latent: int = 32,
+        steps: int = 4,
+        vectors: int = 16,
+        lmax: int = 2,
+        cutoff: float = 5.0,
+        num_node_types: int = NUM_NODE_TYPES,
+    ) -> None:
+        super().__init__(
+            dim=dim,
+            in_vectors=in_vectors,
+            in_scalars=in_scalars,
+            out_scalars=out_scalars,
+            latent=latent,
+            steps=steps,
+            num_node_types=num_node_types,
+        )
+        from sim.groups.so3 import Irreps
+        from sim.nn.tensor_product import Gate, IrrepsLinear, TensorProductConv
+
+        _check_int(vectors, what="TensorProductMeshNet", arg="vectors", minimum=2)
+        self.vectors = vectors
+        gated = Irreps(f"{vectors}x1o + {vectors // 2}x2e")
+        self.hidden = Irreps(f"{latent}x0e") + gated
+        self.encoder = IrrepsLinear(Irreps(f"{self._num_invariants}x0e + {in_vectors}x1o"), self.hidden)
+        pre = Irreps(f"{latent}x0e + {gated.num_irreps}x0e") + gated  # scalars, gates, gated
+        self.convs = nn.ModuleList(
+            TensorProductConv(self.hidden, pre, lmax=lmax, cutoff=cutoff, aggregate="mean")
+            for _ in range(steps)
+        )
+        self.gates = nn.ModuleList(
+            Gate(f"{latent}x0e", [torch.nn.functional.silu], f"{gated.num_irreps}x0e", [torch.sigmoid], gated)
+            for _ in range(steps)
+        )
+        self.decoder = IrrepsLinear(
+            self.hidden, Irreps(f"1x1o + {out_scalars}x0e") if out_scalars else "1x1o"
+        )
+
+    @staticmethod
+    def _to_3d(v: torch.Tensor) -> torch.Tensor:
+        """Planar or 3D vectors ``[..., d]`` as ``1o`` components ``[..., 3]`` in the order (y, z, x)."""
+        if v.shape[-1] == 2:
+            return torch.stack([v[..., 1], torch.zeros_like(v[..., 0]), v[..., 0]], dim=-1)
+        return v[..., [1, 2, 0]]
+
+    def forward(
+        self,
+        velocity: torch.Tensor,
+        node_type: torch.Tensor,
+        pos: torch.Tensor,
+        edge_index: torch.Tensor,
+        scalars: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        velocity, one_hot, sender, receiver, edge_vec, scalars = self._inputs(
+            velocity, node_type, pos, edge_index, scalars
+        )
+        n = velocity.shape[0]
+        invariants = self._invariant_inputs(velocity, one_hot, scalars)  # [N, k]
+        x = self.encoder(torch.cat([invariants, self._to_3d(velocity).reshape(n, -1)], dim=-1))
+        vec3 = edge_vec if self.dim == 3 else torch.cat([edge_vec, torch.zeros_like(edge_vec[:, :1])], dim=-1)
+        for conv, gate in zip(self.convs, self.gates, strict=True):
+            x = x + gate(conv(x, edge_index, edge_vec=vec3))
+        out = self.decoder(x)  # [N, 3 + out_scalars]: 1o in (y, z, x), then the scalars
+        a, b, c = out[:, 0], out[:, 1], out[:, 2]
+        vector = torch.stack([c, a], dim=-1) if self.dim == 2 else torch.stack([c, a, b], dim=-1)
+        return self._outputs(vector, out[:, 3:])

@@ -49,7 +49,7 @@ from sim.groups.planar import PlanarGroup, dihedral, group_from_name
 from sim.models.cnn import CNNResNet, CNNUNet, count_parameters, match_width
 from sim.models.fno import FNO2d
 from sim.models.gcnn import GCNNResNet, GCNNUNet
-from sim.models.meshgraphnet import EGNN, EquivariantMeshGraphNet, MeshGraphNet
+from sim.models.meshgraphnet import EGNN, EquivariantMeshGraphNet, MeshGraphNet, TensorProductMeshNet
 from sim.models.steerable import SteerableResNet, parse_steerable_fields, steerable_planar_group
 
 __all__ = ["MESH_MODELS", "MODELS", "ModelConfig", "build_model", "load_model_config"]
@@ -64,8 +64,9 @@ ModelName = Literal[
     "meshgraphnet",
     "equivariant_meshgraphnet",
     "egnn",
+    "tensor_product_mesh",
 ]
-MESH_MODELS = ("meshgraphnet", "equivariant_meshgraphnet", "egnn")  # graphs, not grids
+MESH_MODELS = ("meshgraphnet", "equivariant_meshgraphnet", "egnn", "tensor_product_mesh")  # graphs
 _EXACT_GROUPS = "C1, C2, C4, D1, D2, D4, P4 or P4M"
 _CONTINUOUS_GROUPS = ("O2", "SO2")  # steerable_resnet only
 
@@ -114,9 +115,11 @@ class ModelConfig:
         modes: FNO: Fourier modes per axis (``blocks`` is the number of Fourier layers).
         latent: mesh models: the width of every MLP and latent feature (``blocks`` is the number of
             message-passing steps; MeshGraphNets: 128 and 15).
-        vectors: ``equivariant_meshgraphnet``: latent vector channels per node and edge.
+        vectors: ``equivariant_meshgraphnet``: latent vector channels per node and edge;
+            ``tensor_product_mesh``: ``1o`` channels per node (and half as many ``2e``).
 
-    Mesh models (``meshgraphnet``, ``equivariant_meshgraphnet``, ``egnn``) map a velocity history on a
+    Mesh models (``meshgraphnet``, ``equivariant_meshgraphnet``, ``egnn``, ``tensor_product_mesh``: the
+    SO(3) tensor-product layers on the plane z = 0) map a velocity history on a
     mesh to the next velocity: ``in_fields`` is ``T x vector`` (``T = data.history``), ``out_fields``
     ``1x vector``; ``group`` and the grid keys do not apply to them (the equivariant ones are exactly
     E(2)-equivariant, the baseline is not).
@@ -341,6 +344,7 @@ MODELS: Mapping[str, Callable[[ModelConfig], nn.Module]] = MappingProxyType(
             vectors=cfg.vectors, **_mesh_common(cfg)
         ),
         "egnn": lambda cfg: EGNN(**_mesh_common(cfg)),
+        "tensor_product_mesh": lambda cfg: TensorProductMeshNet(vectors=cfg.vectors, **_mesh_common(cfg)),
     }
 )
 """Registered model names -> builders ``ModelConfig -> nn.Module`` (the names of ``ModelConfig.name``)."""

@@ -14,7 +14,13 @@ import torch
 
 from sim.discretize.icosahedral import icosahedral_meshes
 from sim.discretize.mesh import NUM_NODE_TYPES, NodeType, load_mesh, load_node_type, mesh_to_graph
-from sim.models.meshgraphnet import EGNN, EquivariantMeshGraphNet, MeshGraphNet, vector_invariants
+from sim.models.meshgraphnet import (
+    EGNN,
+    EquivariantMeshGraphNet,
+    MeshGraphNet,
+    TensorProductMeshNet,
+    vector_invariants,
+)
 from sim.testing import assert_en_equivariant, en_elements, en_equivariance_errors
 
 # torch.jit.script inside torch_geometric, imported by mesh_to_graph
@@ -23,7 +29,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 F64 = torch.float64
 MESHES = Path(__file__).resolve().parents[2] / "meshes"
 MODELS = [MeshGraphNet, EquivariantMeshGraphNet, EGNN]
-EQUIVARIANT = [EquivariantMeshGraphNet, EGNN]
+EQUIVARIANT = [EquivariantMeshGraphNet, EGNN, TensorProductMeshNet]
 KINDS = ["vector", "scalar", "position", "edge_index", "scalar"]  # velocity, node_type, pos, edges, scalars
 OUT = ("vector", "scalar")
 
@@ -191,3 +197,18 @@ def test_bad_input_raises_one_line_errors(cls, square):
         cls(dim=4)
     with pytest.raises(ValueError, match=rf"^{name}: latent must be an int >= 1, got 0$"):
         cls(latent=0)
+
+
+def test_tensor_product_mesh_net_learns_through_every_parameter(square):
+    model = TensorProductMeshNet(latent=8, steps=3, vectors=4, out_scalars=1).double()
+    velocity, node_type, pos, edge_index, _ = _state(square, 2)
+    vector, scalars = model(velocity, node_type, pos, edge_index)
+    assert vector.shape == (square.num_nodes, 2) and scalars.shape == (square.num_nodes, 1)
+    assert torch.isfinite(vector).all() and 0.01 < float(vector.std()) < 10
+    (vector.square().sum() + scalars.square().sum()).backward()
+    dead = {name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0}
+    # 2e -> 2e self-interaction: the first layer's 2e inputs are zero (the encoder has no path to 2e) and
+    # the last layer's 2e outputs reach no output (the decoder reads 0e and 1o); the middle layer learns
+    assert dead == {"convs.0.self_interaction.weights.3", "convs.2.self_interaction.weights.3"}, dead
+    with pytest.raises(ValueError, match="vectors"):
+        TensorProductMeshNet(vectors=1)
