@@ -138,7 +138,7 @@ def test_errors_from_the_console_script_have_no_traceback(tmp_path):
 
 
 def test_every_shipped_data_config_loads(capsys):
-    commands = {"ns2d": ["generate", "ns2d", "--config"], "swe": ["generate", "swe", "--config"]}
+    commands = {kind: ["generate", kind, "--config"] for kind in ("ns2d", "swe", "cylinder")}
     commands |= {"era5": ["data", "prepare"], "weather": ["data", "prepare"]}
     paths = sorted((ROOT / "configs" / "data").glob("*.yaml"))
     assert paths
