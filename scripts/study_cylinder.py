@@ -45,7 +45,8 @@ from sim.evaluate.mesh_report import format_mesh_summary, write_mesh_report  # n
 from sim.evaluate.mesh_rollout import rollout_mesh_to_netcdf  # noqa: E402
 from sim.io import atomic_output, publish_section  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
-from sim.train import CheckpointError, ExperimentConfig, load_stepper, train  # noqa: E402
+from sim.train import ExperimentConfig, load_stepper, train  # noqa: E402
+from sim.train.engine import finished_run  # noqa: E402
 
 MODELS = {  # key: (display name, experiment config)
     "equivariant_meshgraphnet": ("E(2)-equivariant MGN", ROOT / "configs/mesh/equivariant_meshgraphnet.yaml"),
@@ -71,21 +72,6 @@ parser.add_argument("--reuse", action="store_true", help="keep finished training
 parser.add_argument("--overwrite", action="store_true", help="replace existing runs, rollouts and reports")
 parser.add_argument("--quick", action="store_true", help="a synthetic file, tiny models, a few steps")
 parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _reusable(run: Path, config: ExperimentConfig) -> tuple[Path | None, float]:
-    """The checkpoint of a finished run of exactly ``config`` and its recorded train time, or (None, nan)."""
-    ckpt = run / "checkpoints" / "last.pt"
-    if not ckpt.is_file():
-        return None, math.nan
-    try:
-        _, stored, raw = load_stepper(ckpt)
-    except CheckpointError:
-        return None, math.nan
-    if stored != config or int(raw["step"]) != config.train.steps:
-        return None, math.nan
-    timing = run / "study_train_seconds.txt"
-    return ckpt, float(timing.read_text()) if timing.is_file() else math.nan
 
 
 def _solver_seconds_per_frame(data_path: Path, samples: range) -> float:
@@ -158,7 +144,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                           f"train.checkpoint_every={args.steps}"]  # fmt: skip
         config = load_config(ExperimentConfig, mapping, overrides)
         run = out / key
-        checkpoint, seconds = _reusable(run, config) if args.reuse else (None, math.nan)
+        checkpoint, seconds = finished_run(run, config) if args.reuse else (None, math.nan)
         if checkpoint is None:
             print(f"== {name}: training -> {run}")
             t0 = time.perf_counter()

@@ -57,7 +57,8 @@ from sim.evaluate import (  # noqa: E402
 )
 from sim.io import atomic_output, write_markdown_section  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
-from sim.train import CheckpointError, ExperimentConfig, load_stepper, train  # noqa: E402
+from sim.train import ExperimentConfig, load_stepper, train  # noqa: E402
+from sim.train.engine import finished_run  # noqa: E402
 
 MODELS = {  # key: (display name, model config; its data: section, e.g. state: velocity, is kept)
     "gcnn_p4m": ("P4M G-CNN", ROOT / "configs/ns2d/gcnn_p4m.yaml"),
@@ -102,22 +103,6 @@ parser.add_argument(
 )
 parser.add_argument("--quick", action="store_true", help="tiny sizes for a smoke run")
 parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def _reusable(run: Path, config: ExperimentConfig) -> tuple[Path | None, float]:
-    """The checkpoint of a finished run of exactly ``config`` in ``run`` and its recorded train time
-    (NaN when not recorded), or ``(None, nan)``."""
-    ckpt = run / "checkpoints" / "last.pt"
-    if not ckpt.is_file():
-        return None, math.nan
-    try:
-        _, stored, raw = load_stepper(ckpt)
-    except CheckpointError:
-        return None, math.nan
-    if stored != config or int(raw["step"]) != config.train.steps:
-        return None, math.nan
-    timing = run / "study_train_seconds.txt"
-    return ckpt, float(timing.read_text()) if timing.is_file() else math.nan
 
 
 def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
@@ -198,7 +183,7 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
             config = load_config(ExperimentConfig, mapping, QUICK_MODEL[key] if args.quick else [])
             run = out / f"{key}_n{n}"
             print(f"== {name}, {n} training trajectories -> {run}")
-            checkpoint, seconds = _reusable(run, config) if args.reuse else (None, math.nan)
+            checkpoint, seconds = finished_run(run, config) if args.reuse else (None, math.nan)
             if checkpoint is None:
                 t0 = time.perf_counter()
                 checkpoint = train(config, run, overwrite=True if args.reuse else args.overwrite,

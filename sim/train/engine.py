@@ -54,6 +54,7 @@ __all__ = [
     "check_data_fits",
     "compute_statistics",
     "data_signature",
+    "finished_run",
     "load_stepper",
     "train",
 ]
@@ -583,3 +584,24 @@ def _plot_log(out_dir: Path) -> None:
         title=f"training: {out_dir.name}",
         overwrite=True,
     )
+
+
+def finished_run(run: str | os.PathLike, config: ExperimentConfig) -> tuple[Path | None, float]:
+    """A finished training run of exactly ``config`` in folder ``run`` (for studies that reuse runs).
+
+    Returns:
+        ``(checkpoint, train_seconds)``: the checkpoint when it holds ``config`` trained to
+        ``config.train.steps``, else None; the seconds recorded in ``run/study_train_seconds.txt`` (NaN
+        when absent).
+    """
+    ckpt = Path(run) / "checkpoints" / "last.pt"
+    if not ckpt.is_file():
+        return None, math.nan
+    try:
+        _, stored, raw = load_stepper(ckpt)
+    except CheckpointError:
+        return None, math.nan
+    if stored != config or int(raw["step"]) != config.train.steps:
+        return None, math.nan
+    timing = Path(run) / "study_train_seconds.txt"
+    return ckpt, float(timing.read_text()) if timing.is_file() else math.nan
