@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import os
 import re
 import tempfile
@@ -217,6 +218,27 @@ def nonnegative() -> Constraint:
         Keyword arguments for :func:`cfield`.
     """
     return {"check": lambda v: v >= 0, "expected": "{a_type} >= 0"}
+
+
+def finite_positive() -> Constraint:
+    """Constraint ``0 < value < inf``; expected text ``"a finite float > 0"``.
+
+    Returns:
+        Keyword arguments for :func:`cfield`.
+    """
+    return {"check": lambda v: 0 < v < math.inf, "expected": "a finite float > 0"}
+
+
+def device_name() -> Constraint:
+    """Constraint: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` (resolved by ``sim.runtime.resolve_device``).
+
+    Returns:
+        Keyword arguments for :func:`cfield`.
+    """
+    return {
+        "check": lambda v: v in ("auto", "cpu") or v.startswith("cuda"),
+        "expected": "'auto', 'cpu' or 'cuda[:N]'",
+    }
 
 
 def positive_even() -> Constraint:

@@ -45,7 +45,7 @@ import torch
 import xarray as xr
 
 from sim import __version__
-from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive
+from sim.config import ConfigError, cfield, device_name, dump_yaml, finite_positive, nonnegative, positive
 from sim.data.ns2d import DataFileError
 from sim.discretize.channel import Channel, channel_mesh, channel_node_type
 from sim.discretize.mesh import TriangularMesh, mesh_to_graph
@@ -70,10 +70,6 @@ __all__ = [
 _VARIABLES = ("velocity", "pos", "cells", "node_type", "num_nodes")
 
 
-def _finite_positive() -> dict:
-    return {"check": lambda v: 0 < v < math.inf, "expected": "a finite float > 0"}
-
-
 def _interval(lo: float = 0.0) -> dict:
     return {
         "check": lambda v: len(v) == 2 and lo < v[0] <= v[1] < math.inf,
@@ -85,10 +81,10 @@ def _interval(lo: float = 0.0) -> dict:
 class CylinderMeshConfig:
     """Each trajectory's mesh (:func:`sim.discretize.channel.channel_mesh`)."""
 
-    length: float = cfield(1.6, **_finite_positive(), doc="the meshed part of the channel, [0, length]")
+    length: float = cfield(1.6, **finite_positive(), doc="the meshed part of the channel, [0, length]")
     cylinder_points: int = cfield(48, check=lambda v: v >= 8, expected="an int >= 8")
-    h_max: float = cfield(0.02, **_finite_positive())
-    growth: float = cfield(0.3, **_finite_positive())
+    h_max: float = cfield(0.02, **finite_positive())
+    growth: float = cfield(0.3, **finite_positive())
     relax_steps: int = cfield(100, **nonnegative())
 
 
@@ -96,11 +92,11 @@ class CylinderMeshConfig:
 class CylinderSolverConfig:
     """The lattice-Boltzmann solver (:func:`sim.solvers.cylinder.simulate`)."""
 
-    length: float = cfield(2.2, **_finite_positive(), doc="the simulated channel (>= mesh.length)")
-    cells_per_diameter: float = cfield(20.0, **_finite_positive())
+    length: float = cfield(2.2, **finite_positive(), doc="the simulated channel (>= mesh.length)")
+    cells_per_diameter: float = cfield(20.0, **finite_positive())
     u_lattice: float = cfield(0.05, check=lambda v: 0 < v <= 0.2, expected="a float in (0, 0.2]")
     kick: float = cfield(0.5, check=lambda v: 0 <= v <= 2, expected="a float in [0, 2]")
-    kick_time: float = cfield(0.5, **_finite_positive())
+    kick_time: float = cfield(0.5, **finite_positive())
     dtype: Literal["float32", "float64"] = "float32"
 
 
@@ -115,21 +111,17 @@ class CylinderDataConfig:
     mesh: CylinderMeshConfig = field(default_factory=CylinderMeshConfig)
     samples: int = cfield(8, **positive())
     frames: int = cfield(600, check=lambda v: v >= 2, expected="an int >= 2")
-    dt: float = cfield(0.01, **_finite_positive())
+    dt: float = cfield(0.01, **finite_positive())
     warmup: float = cfield(3.0, **nonnegative(), doc="time before the first frame (shedding settles)")
-    height: float = cfield(0.41, **_finite_positive())
-    viscosity: float = cfield(1e-3, **_finite_positive())
+    height: float = cfield(0.41, **finite_positive())
+    viscosity: float = cfield(1e-3, **finite_positive())
     reynolds: tuple[float, float] = cfield((50.0, 200.0), **_interval())
     diameter: tuple[float, float] = cfield((0.07, 0.12), **_interval())
     center_x: tuple[float, float] = cfield((0.15, 0.3), **_interval())
     center_y: tuple[float, float] = cfield((0.16, 0.25), **_interval())
     seed: int = cfield(0, **nonnegative())
     output: str = "data/cylinder.nc"
-    device: str = cfield(
-        "auto",
-        check=lambda v: v in ("auto", "cpu") or v.startswith("cuda"),
-        expected="'auto', 'cpu' or 'cuda[:N]'",
-    )
+    device: str = cfield("auto", **device_name())
 
     def __post_init__(self) -> None:
         r = self.diameter[1] / 2

@@ -29,7 +29,16 @@ import torch
 import xarray as xr
 
 from sim import __version__
-from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive, positive_even
+from sim.config import (
+    ConfigError,
+    cfield,
+    device_name,
+    dump_yaml,
+    finite_positive,
+    nonnegative,
+    positive,
+    positive_even,
+)
 from sim.discretize.periodic import PeriodicGrid2D, spectral_resample
 from sim.io import atomic_output, check_output_path
 from sim.runtime import resolve_device
@@ -57,19 +66,15 @@ STATES = ("vorticity", "velocity")  # what NS2DWindows can give as the state
 _SOLVER_NAME = "sim.solvers.NavierStokes2D: pseudo-spectral vorticity, 2/3 dealiasing, CN-Heun IMEX"
 
 
-def _finite_positive() -> dict:
-    return {"check": lambda v: 0 < v < math.inf, "expected": "a finite float > 0"}
-
-
 @dataclass(frozen=True)
 class NS2DSolverConfig:
     """The solver: ``NavierStokes2D`` at the resolution the equations are solved at."""
 
     resolution: int = cfield(256, **positive_even())
     viscosity: float = cfield(1e-3, **nonnegative())
-    dt: float = cfield(5e-4, **_finite_positive())
+    dt: float = cfield(5e-4, **finite_positive())
     drag: float = cfield(0.0, **nonnegative())
-    length: float = cfield(1.0, **_finite_positive())
+    length: float = cfield(1.0, **finite_positive())
     dtype: Literal["float32", "float64"] = "float32"
 
 
@@ -105,16 +110,12 @@ class NS2DDataConfig:
     resolution: int = cfield(64, **positive_even())
     samples: int = cfield(16, **positive())
     batch_size: int = cfield(8, **positive())
-    t_final: float = cfield(10.0, **_finite_positive())
-    record_every: float = cfield(1.0, **_finite_positive())
+    t_final: float = cfield(10.0, **finite_positive())
+    record_every: float = cfield(1.0, **finite_positive())
     warmup: float = cfield(0.0, **nonnegative())
     seed: int = cfield(0, **nonnegative())
     output: str = "data/ns2d.nc"
-    device: str = cfield(
-        "auto",
-        check=lambda v: v in ("auto", "cpu") or v.startswith("cuda"),
-        expected="'auto', 'cpu' or 'cuda[:N]'",
-    )
+    device: str = cfield("auto", **device_name())
 
     def __post_init__(self) -> None:
         ratio = self.t_final / self.record_every

@@ -35,7 +35,7 @@ import torch
 import xarray as xr
 
 from sim import __version__
-from sim.config import ConfigError, cfield, dump_yaml, nonnegative, positive
+from sim.config import ConfigError, cfield, device_name, dump_yaml, finite_positive, nonnegative, positive
 from sim.io import atomic_output, check_output_path
 from sim.runtime import resolve_device
 from sim.solvers.ns2d import SolverDivergedError
@@ -58,10 +58,6 @@ _VARIABLES = {
     "u": ("u_component_of_wind", "U component of wind", "eastward_wind", "m s**-1"),
     "v": ("v_component_of_wind", "V component of wind", "northward_wind", "m s**-1"),
 }
-
-
-def _finite_positive() -> dict:
-    return {"check": lambda v: 0 < v < math.inf, "expected": "a finite float > 0"}
 
 
 def _parse_start(text: str) -> _dt.datetime:
@@ -89,15 +85,15 @@ class SWEGridConfig:
 class SWESolverConfig:
     """``ShallowWaterSphere`` settings (SI units; see ``sim.solvers.swe``)."""
 
-    dt: float = cfield(600.0, **_finite_positive())
+    dt: float = cfield(600.0, **finite_positive())
     lmax: int | None = cfield(None, check=lambda v: v >= 2, expected="an int >= 2 or null (ceil(nlat / 3))")
     stepper: Literal["rk4", "ab3"] = "rk4"
     hyperdiffusion_order: int = cfield(4, **positive())
-    hyperdiffusion_time: float | None = cfield(7200.0, **_finite_positive())
-    radius: float = cfield(6.37122e6, **_finite_positive())
+    hyperdiffusion_time: float | None = cfield(7200.0, **finite_positive())
+    radius: float = cfield(6.37122e6, **finite_positive())
     omega: float = cfield(7.292e-5, **nonnegative())
-    gravity: float = cfield(9.80616, **_finite_positive())
-    havg: float = cfield(10e3, **_finite_positive())
+    gravity: float = cfield(9.80616, **finite_positive())
+    havg: float = cfield(10e3, **finite_positive())
     tilt: float = cfield(0.0, check=lambda v: 0 <= v <= 180, expected="degrees in [0, 180]")
     tilt_longitude: float = 180.0
     dtype: Literal["float32", "float64"] = "float64"
@@ -108,12 +104,12 @@ class SWEInitialConfig:
     """The initial condition: ``galewsky``, ``random`` (balanced random vorticity) or ``williamson2``."""
 
     kind: Literal["galewsky", "random", "williamson2"] = "random"
-    urms: float = cfield(20.0, **_finite_positive())  # random: rms wind (m/s)
+    urms: float = cfield(20.0, **finite_positive())  # random: rms wind (m/s)
     peak_degree: int = cfield(8, **positive())  # random: spectral peak l0
     hamp: float = cfield(0.0, **nonnegative())  # random: rms unbalanced height (m); galewsky: bump (m)
-    umax: float = cfield(80.0, **_finite_positive())  # galewsky: jet speed (m/s)
-    u0: float | None = cfield(None, **_finite_positive())  # williamson2: speed (m/s), None: 2 pi a / 12 d
-    gh0: float = cfield(2.94e4, **_finite_positive())  # williamson2: pole geopotential (m^2/s^2)
+    umax: float = cfield(80.0, **finite_positive())  # galewsky: jet speed (m/s)
+    u0: float | None = cfield(None, **finite_positive())  # williamson2: speed (m/s), None: 2 pi a / 12 d
+    gh0: float = cfield(2.94e4, **finite_positive())  # williamson2: pole geopotential (m^2/s^2)
 
 
 @dataclass(frozen=True)
@@ -132,16 +128,12 @@ class SWEDataConfig:
     start: str = cfield(
         "2000-01-01T00:00", check=_valid_start, expected="an ISO date, e.g. '2000-01-01T00:00'"
     )
-    record_every_hours: float = cfield(6.0, **_finite_positive())
-    duration_days: float = cfield(10.0, **_finite_positive())
-    sample_spacing_days: float | None = cfield(None, **_finite_positive())
+    record_every_hours: float = cfield(6.0, **finite_positive())
+    duration_days: float = cfield(10.0, **finite_positive())
+    sample_spacing_days: float | None = cfield(None, **finite_positive())
     level: int = cfield(500, **positive())
     output: str = "data/swe.nc"
-    device: str = cfield(
-        "auto",
-        check=lambda v: v in ("auto", "cpu") or v.startswith("cuda"),
-        expected="'auto', 'cpu' or 'cuda[:N]'",
-    )
+    device: str = cfield("auto", **device_name())
 
     def __post_init__(self) -> None:
         ratio = self.duration_days * 24 / self.record_every_hours

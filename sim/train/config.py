@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sim.config import ConfigError, cfield, nonnegative, positive
+from sim.config import ConfigError, cfield, device_name, nonnegative, positive
 from sim.models.registry import ModelConfig
 
 __all__ = ["DataSpec", "ExperimentConfig", "TrainSpec"]
@@ -56,11 +56,7 @@ class TrainSpec:
     val_every: int = cfield(200, **positive())
     val_batches: int = cfield(4, **positive())
     checkpoint_every: int = cfield(200, **positive())
-    device: str = cfield(
-        "auto",
-        check=lambda v: v in ("auto", "cpu") or v.startswith("cuda"),
-        expected="'auto', 'cpu' or 'cuda[:N]'",
-    )
+    device: str = cfield("auto", **device_name())
 
     def unroll_at(self, step: int) -> int:
         """Unrolled steps in the loss at optimiser step ``step`` (0-based): grows by one every
