@@ -75,6 +75,47 @@ def check_int(name: str, value, *, minimum: int) -> int:
     return int(value)
 
 
+def check_blowup_factor(value) -> float:
+    """The blow-up threshold of a rollout, a float > 1 (or inf); ValueError otherwise."""
+    if not (isinstance(value, (int, float)) and value > 1):
+        raise ValueError(f"blowup_factor: expected a float > 1 (or inf), got {value!r}")
+    return float(value)
+
+
+def check_samples(samples, n_samples: int) -> np.ndarray:
+    """The sample positions ``[S]`` int to roll out: all ``n_samples`` when None.
+
+    Raises:
+        ValueError: none given, or indices out of range.
+    """
+    picks = np.arange(n_samples) if samples is None else np.asarray([int(s) for s in samples])
+    if picks.ndim != 1 or picks.size == 0:
+        raise ValueError("samples: expected at least one sample index")
+    bad = picks[(picks < 0) | (picks >= n_samples)]
+    if bad.size:
+        raise ValueError(f"samples: indices {bad[:5].tolist()} out of range for {n_samples} samples")
+    return picks
+
+
+def check_history_fits(path, n_frames: int, *, start: int, history: int, stride: int) -> None:
+    """Raise DataFileError unless frames ``start, start + stride, ...`` (``history`` of them) exist."""
+    need = start + (history - 1) * stride + 1
+    if need > n_frames:
+        raise DataFileError(
+            f"{path}: {n_frames} frames per sample are too few for start={start}, "
+            f"history={history} and stride={stride} (need at least {need})"
+        )
+
+
+def check_extra_attrs(attrs, reserved, *, who: str) -> dict:
+    """The caller's extra global attributes, as netCDF values; ValueError if one is written by ``who``."""
+    extra = dict(attrs or {})
+    clash = sorted(set(extra) & set(reserved))
+    if clash:
+        raise ValueError(f"attrs: {clash} are written by {who} itself; use other names")
+    return {k: netcdf_attr(v) for k, v in extra.items()}
+
+
 @dataclass(frozen=True)
 class SourceInfo:
     """What the evaluation needs to know about a 2D Navier-Stokes data file (``sim.data.ns2d`` layout)."""

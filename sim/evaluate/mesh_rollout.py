@@ -36,11 +36,24 @@ import torch
 from sim import __version__
 from sim.data.cylinder import collate_graphs, open_cylinder, read_graph
 from sim.data.ns2d import DataFileError
-from sim.evaluate._common import check_int, netcdf_attr
+from sim.evaluate._common import (
+    check_blowup_factor,
+    check_extra_attrs,
+    check_history_fits,
+    check_int,
+    check_samples,
+)
 from sim.io import atomic_output, check_output_path
 from sim.train.stepper import MeshGraph, MeshStepper
 
 __all__ = ["planar_transform", "rollout_mesh_to_netcdf"]
+
+_RESERVED_ATTRS = frozenset(
+    {
+        "kind", "title", "data_file", "start", "history", "stride", "steps", "rotation_deg", "mirror",
+        "frame_interval", "blowup_factor", "frame_convention", "lead_convention", "sim_version", "created",
+    }
+)  # fmt: skip
 
 
 def planar_transform(rotation_deg: float = 0.0, mirror: bool = False) -> torch.Tensor:
@@ -88,8 +101,8 @@ def rollout_mesh_to_netcdf(
     stride = check_int("stride", stride, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=1)
     chunk = check_int("chunk", chunk, minimum=1)
-    if not (isinstance(blowup_factor, (int, float)) and blowup_factor > 1):
-        raise ValueError(f"blowup_factor: expected a float > 1 (or inf), got {blowup_factor!r}")
+    blowup_factor = check_blowup_factor(blowup_factor)
+    extra = check_extra_attrs(attrs, _RESERVED_ATTRS, who="rollout_mesh_to_netcdf")
     if not math.isfinite(float(rotation_deg)):
         raise ValueError(f"rotation_deg: expected a finite angle in degrees, got {rotation_deg!r}")
     T = stepper.history
@@ -98,17 +111,8 @@ def rollout_mesh_to_netcdf(
     dtype = stepper.state_std.dtype
     with open_cylinder(data_path) as ds:
         n_samples, n_frames, n_nodes = ds.sizes["sample"], ds.sizes["time"], ds.sizes["node"]
-        if start + (T - 1) * stride + 1 > n_frames:
-            raise DataFileError(
-                f"{data_path}: {n_frames} frames per sample are too few for start={start}, history={T} "
-                f"and stride={stride} (need at least {start + (T - 1) * stride + 1})"
-            )
-        picks = np.arange(n_samples) if samples is None else np.asarray([int(s) for s in samples])
-        if picks.ndim != 1 or picks.size == 0:
-            raise ValueError("samples: expected at least one sample index")
-        bad = picks[(picks < 0) | (picks >= n_samples)]
-        if bad.size:
-            raise ValueError(f"samples: indices {bad[:5].tolist()} out of range for {n_samples} samples")
+        check_history_fits(data_path, n_frames, start=start, history=T, stride=stride)
+        picks = check_samples(samples, n_samples)
         times = np.asarray(ds["time"].values, dtype=np.float64)
         interval = float(times[1] - times[0]) * stride if times.size > 1 else math.nan
         last = start + (T - 1) * stride
@@ -140,7 +144,7 @@ def rollout_mesh_to_netcdf(
         "rotation_deg": float(rotation_deg),
         "mirror": int(bool(mirror)),
         "frame_interval": interval,
-        "blowup_factor": float(blowup_factor),
+        "blowup_factor": blowup_factor,
         "frame_convention": (
             "velocities in the data file's frame: the stepper ran on the mesh transformed by g (mirror "
             "x -> -x if mirror, then rotation by rotation_deg about the origin) and its output was "
@@ -149,7 +153,7 @@ def rollout_mesh_to_netcdf(
         "lead_convention": "lead l predicts frame start + (history - 1 + l) * stride of data_file",
         "sim_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        **{k: netcdf_attr(v) for k, v in dict(attrs or {}).items()},
+        **extra,
     }
     was_training = stepper.training
     stepper.to(device).eval()
@@ -178,7 +182,7 @@ def rollout_mesh_to_netcdf(
                     history = (b.velocity.double() @ g.T).to(device, dtype)  # [N, T, 2]
                     diverged, init_max = _roll_batch(
                         stepper, history, graph, g, sizes, nc, b0,
-                        steps=steps, chunk=chunk, blowup_factor=float(blowup_factor), bar=bar,
+                        steps=steps, chunk=chunk, blowup_factor=blowup_factor, bar=bar,
                     )  # fmt: skip
                     nc["diverged_at"][b0 : b0 + len(sizes)] = diverged
                     nc["initial_max_speed"][b0 : b0 + len(sizes)] = init_max

@@ -35,10 +35,13 @@ from sim import __version__
 from sim.data.ns2d import DataFileError, state_to_vorticity, vorticity_to_state
 from sim.evaluate._common import (
     GROUP,
+    check_blowup_factor,
     check_element,
+    check_extra_attrs,
+    check_history_fits,
     check_int,
+    check_samples,
     element_name,
-    netcdf_attr,
     open_source,
     read_frames,
     transform_vorticity,
@@ -141,12 +144,8 @@ def rollout_to_netcdf(
     batch_size = check_int("batch_size", batch_size, minimum=1)
     chunk = check_int("chunk", chunk, minimum=1)
     g = check_element(element)
-    if not (isinstance(blowup_factor, (int, float)) and blowup_factor > 1):
-        raise ValueError(f"blowup_factor: expected a float > 1 (or inf), got {blowup_factor!r}")
-    extra = dict(attrs or {})
-    clash = sorted(set(extra) & _RESERVED_ATTRS)
-    if clash:
-        raise ValueError(f"attrs: {clash} are written by rollout_to_netcdf itself; use other names")
+    blowup_factor = check_blowup_factor(blowup_factor)
+    extra = check_extra_attrs(attrs, _RESERVED_ATTRS, who="rollout_to_netcdf")
     T, C, F = stepper.history, stepper.state_channels, stepper.forcing_channels
     if C not in (1, 2) or F not in (0, 1):
         raise ValueError(
@@ -161,23 +160,14 @@ def rollout_to_netcdf(
             f"{src.ny}x{src.nx} and length={src.attrs.get('length')!r}"
         )
     to_vorticity = functools.partial(state_to_vorticity, state=state, length=src.attrs.get("length", 1.0))
-    if start + (T - 1) * stride + 1 > src.n_frames:
-        raise DataFileError(
-            f"{src.path}: {src.n_frames} frames per sample are too few for start={start}, "
-            f"history={T} and stride={stride} (need at least {start + (T - 1) * stride + 1})"
-        )
+    check_history_fits(src.path, src.n_frames, start=start, history=T, stride=stride)
     if F and not src.has_forcing:
         raise DataFileError(f"{src.path}: no 'forcing' variable, but the stepper takes a forcing channel")
     if src.ny != src.nx and g % 2 == 1:
         raise ValueError(
             f"element {g} turns the grid by 90 degrees; needs a square grid, got {src.ny}x{src.nx}"
         )
-    picks = np.arange(src.n_samples) if samples is None else np.asarray([int(s) for s in samples])
-    if picks.ndim != 1 or picks.size == 0:
-        raise ValueError("samples: expected at least one sample index")
-    bad = picks[(picks < 0) | (picks >= src.n_samples)]
-    if bad.size:
-        raise ValueError(f"samples: indices {bad[:5].tolist()} out of range for {src.n_samples} samples")
+    picks = check_samples(samples, src.n_samples)
 
     device = torch.device(device)
     dtype = stepper.state_mean.dtype
@@ -203,7 +193,7 @@ def rollout_to_netcdf(
         "group": GROUP.name,
         "frame_interval": interval,
         "init_time": init_time,
-        "blowup_factor": float(blowup_factor),
+        "blowup_factor": blowup_factor,
         "divergence": (
             "NaN/Inf or max|w| > blowup_factor x max|w| of the initial frames; diverged_at is the first such "
             "lead, and that lead and all later ones are NaN"
@@ -213,7 +203,7 @@ def rollout_to_netcdf(
         ),
         "sim_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        **{k: netcdf_attr(v) for k, v in extra.items()},
+        **extra,
     }
     try:
         with (
@@ -246,7 +236,7 @@ def rollout_to_netcdf(
                         to_vorticity=to_vorticity,
                         steps=steps,
                         chunk=chunk,
-                        blowup_factor=float(blowup_factor),
+                        blowup_factor=blowup_factor,
                         bar=bar,
                     )
                     nc["diverged_at"][b0 : b0 + len(positions)] = diverged

@@ -101,6 +101,8 @@ def test_train_resume_rollout_on_a_rotated_domain(cylinder_file, tmp_path):
     assert isinstance(stepper, MeshStepper) and stored == config
     assert ckpt["data"]["kind"] == "cylinder" and ckpt["data"]["step_time"] == pytest.approx(0.01)
     assert float(stepper.length_scale) != 1.0  # the training data's edge scale was stored
+    with pytest.raises(ValueError, match=r"attrs: \['kind'\] are written by rollout_mesh_to_netcdf itself"):
+        rollout_mesh_to_netcdf(stepper, cylinder_file, tmp_path / "x.nc", steps=1, attrs={"kind": "mine"})
     paths = []
     for angle, mirror in ((0.0, False), (123.0, True)):
         paths.append(tmp_path / f"r{angle:g}.nc")
