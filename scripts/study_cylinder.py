@@ -43,10 +43,10 @@ from sim.config import load_config, read_yaml  # noqa: E402
 from sim.data.cylinder import CylinderDataConfig, generate_cylinder, write_synthetic_cylinder  # noqa: E402
 from sim.evaluate.mesh_report import format_mesh_summary, write_mesh_report  # noqa: E402
 from sim.evaluate.mesh_rollout import rollout_mesh_to_netcdf  # noqa: E402
-from sim.io import atomic_output, publish_section  # noqa: E402
+from sim.io import publish_section  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
-from sim.train import ExperimentConfig, load_stepper, train  # noqa: E402
-from sim.train.engine import finished_run  # noqa: E402
+from sim.train import ExperimentConfig, load_stepper  # noqa: E402
+from sim.train.engine import train_or_reuse  # noqa: E402
 
 MODELS = {  # key: (display name, experiment config)
     "equivariant_meshgraphnet": ("E(2)-equivariant MGN", ROOT / "configs/mesh/equivariant_meshgraphnet.yaml"),
@@ -144,18 +144,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                           f"train.checkpoint_every={args.steps}"]  # fmt: skip
         config = load_config(ExperimentConfig, mapping, overrides)
         run = out / key
-        checkpoint, seconds = finished_run(run, config) if args.reuse else (None, math.nan)
-        if checkpoint is None:
-            print(f"== {name}: training -> {run}")
-            t0 = time.perf_counter()
-            checkpoint = train(
-                config, run, overwrite=args.overwrite or args.reuse, progress=progress
-            ).checkpoint
-            seconds = time.perf_counter() - t0
-            with atomic_output(run / "study_train_seconds.txt", overwrite=True) as tmp:
-                tmp.write_text(f"{seconds:.3f}\n")
-        else:
-            print(f"== {name}: reusing {checkpoint}")
+        print(f"== {name} -> {run}")
+        checkpoint, seconds, reused = train_or_reuse(
+            config, run, reuse=args.reuse, overwrite=args.overwrite, progress=progress
+        )
+        if reused:
+            print(f"reusing {checkpoint}")
         stepper, _, _ = load_stepper(checkpoint)
         params = sum(p.numel() for p in stepper.model.parameters())
         per_step = []

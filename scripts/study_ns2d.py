@@ -55,10 +55,10 @@ from sim.evaluate import (  # noqa: E402
     summary_rows,  # noqa: E402
     write_report,
 )
-from sim.io import atomic_output, write_markdown_section  # noqa: E402
+from sim.io import write_markdown_section  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
-from sim.train import ExperimentConfig, load_stepper, train  # noqa: E402
-from sim.train.engine import finished_run  # noqa: E402
+from sim.train import ExperimentConfig, load_stepper  # noqa: E402
+from sim.train.engine import train_or_reuse  # noqa: E402
 
 MODELS = {  # key: (display name, model config; its data: section, e.g. state: velocity, is kept)
     "gcnn_p4m": ("P4M G-CNN", ROOT / "configs/ns2d/gcnn_p4m.yaml"),
@@ -183,15 +183,10 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
             config = load_config(ExperimentConfig, mapping, QUICK_MODEL[key] if args.quick else [])
             run = out / f"{key}_n{n}"
             print(f"== {name}, {n} training trajectories -> {run}")
-            checkpoint, seconds = finished_run(run, config) if args.reuse else (None, math.nan)
-            if checkpoint is None:
-                t0 = time.perf_counter()
-                checkpoint = train(config, run, overwrite=True if args.reuse else args.overwrite,
-                                   progress=progress).checkpoint  # fmt: skip
-                seconds = time.perf_counter() - t0
-                with atomic_output(run / "study_train_seconds.txt", overwrite=True) as tmp:
-                    tmp.write_text(f"{seconds:.3f}\n")
-            else:
+            checkpoint, seconds, reused = train_or_reuse(
+                config, run, reuse=args.reuse, overwrite=args.overwrite, progress=progress
+            )
+            if reused:
                 print(f"reusing {checkpoint} (trained in {seconds:.0f} s)")
             stepper, _, _ = load_stepper(checkpoint)
             params = sum(p.numel() for p in stepper.parameters())

@@ -41,7 +41,7 @@ from sim.config import ConfigError, dump_yaml, from_dict, write_config
 from sim.data.cylinder import CylinderWindows, MeshBatch, collate_graphs
 from sim.data.ns2d import DataFileError, NS2DWindows, vorticity_to_state
 from sim.groups.fields import FieldType
-from sim.io import OutputError
+from sim.io import OutputError, atomic_output
 from sim.models.registry import build_model
 from sim.train.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from sim.train.config import ExperimentConfig
@@ -57,6 +57,7 @@ __all__ = [
     "finished_run",
     "load_stepper",
     "train",
+    "train_or_reuse",
 ]
 
 LOG_FIELDS = ["step", "loss", "unroll", "lr", "samples_per_s", "val_loss_1", "val_loss_unroll"]
@@ -586,13 +587,16 @@ def _plot_log(out_dir: Path) -> None:
     )
 
 
+_TRAIN_SECONDS = "study_train_seconds.txt"  # beside a run: its wall time, for studies that reuse runs
+
+
 def finished_run(run: str | os.PathLike, config: ExperimentConfig) -> tuple[Path | None, float]:
     """A finished training run of exactly ``config`` in folder ``run`` (for studies that reuse runs).
 
     Returns:
         ``(checkpoint, train_seconds)``: the checkpoint when it holds ``config`` trained to
-        ``config.train.steps``, else None; the seconds recorded in ``run/study_train_seconds.txt`` (NaN
-        when absent).
+        ``config.train.steps``, else None; the seconds recorded by :func:`train_or_reuse` (NaN when
+        absent).
     """
     ckpt = Path(run) / "checkpoints" / "last.pt"
     if not ckpt.is_file():
@@ -603,5 +607,31 @@ def finished_run(run: str | os.PathLike, config: ExperimentConfig) -> tuple[Path
         return None, math.nan
     if stored != config or int(raw["step"]) != config.train.steps:
         return None, math.nan
-    timing = Path(run) / "study_train_seconds.txt"
+    timing = Path(run) / _TRAIN_SECONDS
     return ckpt, float(timing.read_text()) if timing.is_file() else math.nan
+
+
+def train_or_reuse(
+    config: ExperimentConfig,
+    run: str | os.PathLike,
+    *,
+    reuse: bool,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> tuple[Path, float, bool]:
+    """Train ``config`` into ``run`` and record its wall time, or, with ``reuse``, keep a finished run of
+    exactly this config (:func:`finished_run`; a run of another config is then replaced).
+
+    Returns:
+        ``(checkpoint, train_seconds, reused)``.
+    """
+    if reuse:
+        ckpt, seconds = finished_run(run, config)
+        if ckpt is not None:
+            return ckpt, seconds, True
+    t0 = time.perf_counter()
+    ckpt = train(config, run, overwrite=overwrite or reuse, progress=progress).checkpoint
+    seconds = time.perf_counter() - t0
+    with atomic_output(Path(run) / _TRAIN_SECONDS, overwrite=True) as tmp:
+        tmp.write_text(f"{seconds:.3f}\n")
+    return ckpt, seconds, False
