@@ -202,6 +202,14 @@ def read_frames(ds: xr.Dataset, positions: np.ndarray, first: int, stop: int, *,
     return np.asarray(block.values, dtype=np.float32)  # [S, L, y, x]
 
 
+def relative_link(target: str | os.PathLike, base: Path) -> str:
+    """``target`` relative to the folder ``base`` (for links in a report), or absolute on another drive."""
+    try:
+        return os.path.relpath(Path(target).resolve(), Path(base).resolve())
+    except ValueError:  # another drive
+        return str(Path(target).resolve())
+
+
 def netcdf_attr(value):
     """A value netCDF can store as an attribute: str/int/float unchanged, bool as int, others as str."""
     if isinstance(value, bool | np.bool_):

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from sim.evaluate._common import open_netcdf
+from sim.evaluate._common import open_netcdf, relative_link
 from sim.evaluate.mesh_metrics import describe_test_set, evaluate_mesh_rollout, save_mesh_metrics
 from sim.evaluate.mesh_plots import plot_mesh_error_curves, plot_mesh_snapshots, plot_probe_signal
 from sim.io import OutputError, atomic_output, check_output_path
@@ -179,13 +179,6 @@ def format_mesh_summary(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def _rel(target: Path, base: Path) -> str:
-    try:
-        return os.path.relpath(Path(target).resolve(), base.resolve())
-    except ValueError:  # another drive
-        return str(Path(target).resolve())
-
-
 def write_mesh_report(
     results: Sequence[MeshEvalResult | tuple[str, str | os.PathLike]],
     out_dir: str | os.PathLike,
@@ -310,7 +303,7 @@ def write_mesh_report(
         nc = per[s]["metrics"]
         lines.append(
             f"| {r.name} | {row['test_set']} | [{nc.name}]({nc.name}) | "
-            f"[{Path(r.rollout).name}]({_rel(r.rollout, out_dir)}) |"
+            f"[{Path(r.rollout).name}]({relative_link(r.rollout, out_dir)}) |"
         )
     with atomic_output(report, overwrite=overwrite) as tmp:
         tmp.write_text("\n".join(lines) + "\n")

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from sim.evaluate._common import element_name
+from sim.evaluate._common import element_name, relative_link
 from sim.evaluate.metrics import save_metrics
 from sim.evaluate.plots import plot_error_curves, plot_snapshots, plot_spectra
 from sim.io import OutputError, atomic_output, check_output_path
@@ -165,13 +165,6 @@ def format_summary(rows: Sequence[dict]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def _rel(target: Path, base: Path) -> str:
-    try:
-        return os.path.relpath(Path(target).resolve(), base.resolve())
-    except ValueError:  # another drive
-        return str(Path(target).resolve())
 
 
 def write_report(
@@ -323,7 +316,7 @@ def write_report(
     ]
     for s, r, row in zip(stems, results, rows, strict=True):
         nc, csv = metric_files[s]
-        roll = f"[{Path(r.rollout).name}]({_rel(r.rollout, out_dir)})" if r.rollout else "–"
+        roll = f"[{Path(r.rollout).name}]({relative_link(r.rollout, out_dir)})" if r.rollout else "–"
         lines.append(
             f"| {r.name} | {row['test_set']} | [{nc.name}]({nc.name}) | [{csv.name}]({csv.name}) | {roll} |"
         )
