@@ -178,13 +178,7 @@ class ModelConfig:
                     key=key,
                 )
         if self.name.startswith("gcnn"):
-            for key in ("width", "match_params_of"):
-                if getattr(self, key) is not None:
-                    raise ConfigError(
-                        f"{key}: only CNN baselines take it (a G-CNN's size is 'hidden'), got "
-                        f"{getattr(self, key)!r} for {self.name}",
-                        key=key,
-                    )
+            self._refuse_cnn_size("a G-CNN's size is 'hidden'", suffix=f" for {self.name}")
         elif (self.width is None) == (self.match_params_of is None):
             given = "both" if self.width is not None else "neither"
             raise ConfigError(
@@ -207,13 +201,7 @@ class ModelConfig:
                 f"norm: expected 'batch', 'group' or 'none' for steerable_resnet, got {self.norm!r}",
                 key="norm",
             )
-        for key in ("width", "match_params_of"):
-            if getattr(self, key) is not None:
-                raise ConfigError(
-                    f"{key}: only CNN baselines take it (a steerable ResNet's size is 'hidden'), got "
-                    f"{getattr(self, key)!r}",
-                    key=key,
-                )
+        self._refuse_cnn_size("a steerable ResNet's size is 'hidden'")
 
     @property
     def is_mesh(self) -> bool:
@@ -233,17 +221,18 @@ class ModelConfig:
             want = "'1x vector'" if key == "out_fields" else "'T x vector' (T velocity frames)"
             if (
                 field_type is None
-                or any(r != field_type.reps[0] for r in field_type.reps)
                 or field_type != FieldType.parse(dihedral(4), f"{field_type.num_fields}x vector")
                 or (key == "out_fields" and field_type.num_fields != 1)
             ):
                 raise ConfigError(f"{key}: expected {want} for {self.name}, got {spec!r}", key=key)
+        self._refuse_cnn_size("a mesh model's size is 'latent' and 'blocks'")
+
+    def _refuse_cnn_size(self, why: str, *, suffix: str = "") -> None:
+        """ConfigError if ``width`` or ``match_params_of`` is set: CNN and FNO baselines only."""
         for key in ("width", "match_params_of"):
             if getattr(self, key) is not None:
                 raise ConfigError(
-                    f"{key}: only CNN baselines take it (a mesh model's size is 'latent' and 'blocks'), got "
-                    f"{getattr(self, key)!r}",
-                    key=key,
+                    f"{key}: only CNN baselines take it ({why}), got {getattr(self, key)!r}{suffix}", key=key
                 )
 
     def planar_group(self) -> PlanarGroup:
