@@ -35,6 +35,9 @@ from sim.discretize.latlon import (
     latlon_to_xyz,
     longitude_roll,
     polar_rotation,
+    tangent_frame,
+    vector_to_wind,
+    wind_to_vector,
     xyz_to_latlon,
 )
 from sim.discretize.mesh import (
@@ -96,5 +99,8 @@ __all__ = [
     "save_mesh",
     "spectral_resample",
     "vertex_permutation",
+    "tangent_frame",
+    "vector_to_wind",
+    "wind_to_vector",
     "xyz_to_latlon",
 ]

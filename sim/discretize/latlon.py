@@ -17,6 +17,14 @@ Conventions:
   axis, x points to longitude 0 on the equator. A rotation by ``angle`` about z (counter-clockwise seen
   from above the north pole, i.e. eastward) maps the grid onto itself when ``angle`` is a multiple of the
   spacing ``360 / nlon``: it is ``np.roll(field, shift, axis=-1)`` with ``shift = longitude_roll(...)``.
+* **Winds as 3-D vectors.** ``(u, v)`` (eastward, northward) at ``(lat, lon)`` is the tangent vector
+  ``u e_east + v e_north`` with ``e_east = (-sin lon, cos lon, 0)`` and
+  ``e_north = (-sin lat cos lon, -sin lat sin lon, cos lat)`` (:func:`tangent_frame`). At a pole the frame
+  is the limit along the grid point's meridian (the convention of ERA5 and WeatherBench2, whose pole rows
+  carry one (u, v) per longitude): at the north pole ``e_north = (-cos lon, -sin lon, 0)``, pointing away
+  from the meridian ``lon``, at the south pole ``(cos lon, sin lon, 0)``. The frame is orthonormal and
+  tangent everywhere, so the conversion both ways (:func:`wind_to_vector`, :func:`vector_to_wind`) is
+  exact to rounding, poles included; a pole row is one physical vector when its ``(u, v)`` are.
 """
 
 from __future__ import annotations
@@ -38,6 +46,9 @@ __all__ = [
     "latlon_to_xyz",
     "longitude_roll",
     "polar_rotation",
+    "tangent_frame",
+    "vector_to_wind",
+    "wind_to_vector",
     "xyz_to_latlon",
 ]
 
@@ -381,6 +392,58 @@ def xyz_to_latlon(xyz) -> tuple[np.ndarray, np.ndarray]:
     lat = np.rad2deg(np.arctan2(z, np.hypot(x, y)))
     lon = np.rad2deg(np.arctan2(y, x)) % 360.0
     return lat, np.where(lon == 360.0, 0.0, lon)  # -tiny % 360 rounds to 360
+
+
+def tangent_frame(lat, lon) -> np.ndarray:
+    """The local east and north unit vectors at points given by latitude and longitude in degrees.
+
+    Args:
+        lat, lon: degrees, broadcast together (a pole is ``lat = ±90`` exactly).
+
+    Returns:
+        ``[..., 2, 3]`` float64: ``[..., 0, :]`` east, ``[..., 1, :]`` north (see the module docstring; at the
+        poles the limit along the meridian ``lon``). Orthonormal and orthogonal to
+        ``latlon_to_xyz(lat, lon)`` to rounding.
+    """
+    lat, lon = np.broadcast_arrays(np.asarray(lat, dtype=np.float64), np.asarray(lon, dtype=np.float64))
+    phi, lam = np.deg2rad(lat), np.deg2rad(lon)
+    pole = np.abs(lat) == 90
+    cos_phi = np.where(pole, 0.0, np.cos(phi))
+    sin_phi = np.where(pole, np.sign(lat), np.sin(phi))
+    cos_lam, sin_lam = np.cos(lam), np.sin(lam)
+    east = np.stack([-sin_lam, cos_lam, np.zeros_like(lam)], axis=-1)
+    north = np.stack([-sin_phi * cos_lam, -sin_phi * sin_lam, cos_phi], axis=-1)
+    return np.stack([east, north], axis=-2)
+
+
+def wind_to_vector(u, v, frame):
+    """3-D tangent vectors ``u e_east + v e_north`` from wind components.
+
+    Args:
+        u, v: ``[..., G]`` eastward and northward components (numpy arrays or torch tensors).
+        frame: ``[G, 2, 3]`` from :func:`tangent_frame` (flattened grid points), the same array type as
+            ``u`` (a tensor: the same dtype and device).
+
+    Returns:
+        ``[..., G, 3]``.
+    """
+    return u[..., None] * frame[:, 0] + v[..., None] * frame[:, 1]
+
+
+def vector_to_wind(vec, frame):
+    """Wind components ``(u, v)`` of 3-D vectors: their projections on ``e_east`` and ``e_north``.
+
+    The inverse of :func:`wind_to_vector` for tangent vectors; for others it drops the radial part (the
+    projection onto the tangent plane first), which is what a model's 3-D output should mean.
+
+    Args:
+        vec: ``[..., G, 3]`` (numpy or torch).
+        frame: ``[G, 2, 3]`` from :func:`tangent_frame`.
+
+    Returns:
+        ``(u, v)``, each ``[..., G]``.
+    """
+    return (vec * frame[:, 0]).sum(-1), (vec * frame[:, 1]).sum(-1)
 
 
 def polar_rotation(angle: float) -> np.ndarray:

@@ -20,6 +20,9 @@ from sim.discretize.latlon import (
     latlon_to_xyz,
     longitude_roll,
     polar_rotation,
+    tangent_frame,
+    vector_to_wind,
+    wind_to_vector,
     xyz_to_latlon,
 )
 
@@ -117,6 +120,77 @@ def test_xyz_latlon_round_trip_and_poles():
     np.testing.assert_allclose(lat, g.lat[1:-1, None] + 0 * g.lon, atol=1e-12)
     np.testing.assert_allclose(lon, np.broadcast_to(g.lon, lat.shape), atol=1e-12)
     assert (xyz_to_latlon(np.array([1.0, -1e-18, 0.0]))[1] == 0).all()  # never 360
+
+
+@pytest.mark.parametrize(
+    "grid", [equiangular_grid(19, 36), equiangular_grid(8, 10, poles=False), gaussian_grid(6, 12)]
+)
+def test_tangent_frame_is_orthonormal_tangent_and_right_handed(grid):
+    lat, lon = np.meshgrid(grid.lat, grid.lon, indexing="ij")
+    frame = tangent_frame(lat, lon)  # [nlat, nlon, 2, 3]
+    r = latlon_to_xyz(lat, lon)
+    np.testing.assert_allclose(
+        frame @ np.swapaxes(frame, -1, -2), np.broadcast_to(np.eye(2), frame.shape[:-2] + (2, 2)), atol=1e-15
+    )
+    np.testing.assert_allclose((frame * r[..., None, :]).sum(-1), 0.0, atol=1e-15)
+    # east x north = up: the frame has the orientation of the sphere seen from outside
+    np.testing.assert_allclose(np.cross(frame[..., 0, :], frame[..., 1, :]), r, atol=1e-15)
+
+
+def test_tangent_frame_is_the_direction_of_increasing_longitude_and_latitude():
+    lat, lon, h = np.array([-60.0, 0.0, 33.0, 89.0]), np.array([10.0, 200.0, 359.0, 45.0]), 1e-6
+    frame = tangent_frame(lat, lon)
+    d_lon = latlon_to_xyz(lat, lon + h) - latlon_to_xyz(lat, lon - h)
+    d_lat = latlon_to_xyz(lat + h, lon) - latlon_to_xyz(lat - h, lon)
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(frame[:, 0], unit(d_lon), atol=1e-8)
+    np.testing.assert_allclose(frame[:, 1], unit(d_lat), atol=1e-8)
+
+
+def test_winds_round_trip_exactly_and_poles_are_the_meridian_limit():
+    grid = equiangular_grid(19, 36)
+    lat, lon = np.meshgrid(grid.lat, grid.lon, indexing="ij")
+    frame = tangent_frame(lat, lon).reshape(-1, 2, 3)  # [G, 2, 3]
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(size=(2, 4, grid.nlat * grid.nlon))
+    vec = wind_to_vector(u, v, frame)  # [4, G, 3]
+    u2, v2 = vector_to_wind(vec, frame)
+    np.testing.assert_allclose(u2, u, atol=1e-15)
+    np.testing.assert_allclose(v2, v, atol=1e-15)
+    # one physical vector at the north pole: a constant tangent field w = (1, 2, 0) has, along each meridian,
+    # components that tend to the pole row's as the latitude tends to 90 (continuity at the pole)
+    w = np.array([1.0, 2.0, 0.0])
+    r = latlon_to_xyz(lat, lon).reshape(-1, 3)
+    field = w - (r @ w)[:, None] * r  # the tangent projection of w
+    uw, vw = (x.reshape(grid.nlat, grid.nlon) for x in vector_to_wind(field, frame))
+    pole = slice(-1, None)
+    np.testing.assert_allclose(
+        wind_to_vector(uw[pole], vw[pole], frame[-grid.nlon :]),
+        np.broadcast_to(w, (1, grid.nlon, 3)),
+        atol=1e-15,
+    )
+    near = tangent_frame(90 - 1e-7, grid.lon)  # [nlon, 2, 3]
+    np.testing.assert_allclose(near @ w, np.stack([uw[-1], vw[-1]], axis=-1), atol=1e-8)
+    # torch tensors work the same way
+    torch = pytest.importorskip("torch")
+    tu, tv = vector_to_wind(torch.from_numpy(vec), torch.from_numpy(frame))
+    np.testing.assert_allclose(tu.numpy(), u, atol=1e-15)
+    np.testing.assert_allclose(tv.numpy(), v, atol=1e-15)
+
+
+def test_winds_are_unchanged_by_a_rotation_about_the_pole():
+    """Rolling the (u, v) grids is rotating the 3-D vector field: ``R vec(p) = vec'(R p)``."""
+    grid = equiangular_grid(7, 10)
+    lat, lon = np.meshgrid(grid.lat, grid.lon, indexing="ij")
+    frame = tangent_frame(lat, lon).reshape(-1, 2, 3)
+    rng = np.random.default_rng(1)
+    u, v = rng.normal(size=(2, grid.nlat, grid.nlon))
+    shift = longitude_roll(grid, 108.0)
+    R = polar_rotation(108.0)
+    perm = grid_permutation(grid, R)
+    vec = wind_to_vector(u.reshape(-1), v.reshape(-1), frame)  # [G, 3]
+    rolled = wind_to_vector(np.roll(u, shift, -1).reshape(-1), np.roll(v, shift, -1).reshape(-1), frame)
+    np.testing.assert_allclose(rolled[perm], vec @ R.T, atol=1e-14)
 
 
 @pytest.mark.parametrize("grid", _all_grids()[:1] + _all_grids()[2:], ids=repr)
