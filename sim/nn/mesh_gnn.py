@@ -95,7 +95,7 @@ def _scatter_sum(src: torch.Tensor, index: torch.Tensor, num_nodes: int) -> torc
 
     Trailing axes are flattened first: ``index_add_`` on ``[E, F]`` rows is several times faster on CPU
     than on ``[E, d, C]`` blocks."""
-    flat = src.reshape(src.shape[0], -1)  # [E, F]
+    flat = src.flatten(1)  # [E, F] (also for E = 0)
     out = flat.new_zeros(num_nodes, flat.shape[1]).index_add_(0, index, flat)  # [num_nodes, F]
     return out.view(num_nodes, *src.shape[1:])
 
@@ -217,7 +217,7 @@ class VectorNorm(nn.Module):
         if v.ndim != 3 or v.shape[c_axis] != self.channels:
             want = f"[M, d, {self.channels}]" if c_axis == -1 else f"[M, {self.channels}, d]"
             raise ValueError(f"VectorNorm: expected {want}, got {list(v.shape)}")
-        flat = v.reshape(v.shape[0], -1)  # [M, d C]
+        flat = v.flatten(1)  # [M, d C] (also for M = 0)
         ms = flat.square().sum(1) / self.channels  # [M] mean |V_c|^2
         weight = self.weight.to(v.dtype)
         weight = weight[None, :] if c_axis == -1 else weight[:, None]  # [1, C] or [C, 1]
@@ -471,10 +471,14 @@ class EquivariantMeshBlock(nn.Module):
 
     Everything is built from O(d)-invariants (inner products) and linear combinations of vectors with
     invariant coefficients, so rotations and reflections commute with the block; there are no cross
-    products (which would be pseudovectors). The scalar MLPs' first layers use the fast path of the module
-    docstring. Cost per edge: the vector maps take ``3 d C (2 H + C)`` multiply-adds (18k for ``d = 2``,
-    ``C = H = 32``), the edge MLP about ``(3 + (H + 3 C) / latent) latent^2`` (65k at ``latent = 128``),
-    against 49k for :class:`MeshGraphNetBlock`'s edge MLP; ``scripts/bench_mesh_gnn.py`` measures both.
+    products (which would be pseudovectors). With ``cross=True`` (``d = 3`` only) the node update also
+    combines the ``H`` cross products ``(A u)_h x (B u)_h`` of its learned vector pairs: the block is then
+    SO(3)- but not O(3)-equivariant, and can turn a vector by 90 degrees about another (a Coriolis force
+    ``-2 Omega x u``, or ``r x u`` on a sphere), which no O(3)-equivariant map of polar vectors can.
+    The scalar MLPs' first layers use the fast path of the module docstring. Cost per edge: the vector
+    maps take ``3 d C (2 H + C)`` multiply-adds (18k for ``d = 2``, ``C = H = 32``), the edge MLP about
+    ``(3 + (H + 3 C) / latent) latent^2`` (65k at ``latent = 128``), against 49k for
+    :class:`MeshGraphNetBlock`'s edge MLP; ``scripts/bench_mesh_gnn.py`` measures both.
 
     Args:
         latent: width of the node and edge scalars.
@@ -482,10 +486,12 @@ class EquivariantMeshBlock(nn.Module):
         invariants: ``H``, learned inner products per edge and per node (default ``vectors``).
         hidden_layers: hidden layers per MLP (width ``latent``, SiLU).
         eps: of the :class:`VectorNorm`.
+        cross: also the ``H`` cross products at each node (SO(3) only, ``d = 3``), see above.
 
     Forward:
         s: ``[N, latent]``, V: ``[N, vectors, d]``, a: ``[E, latent]``, W: ``[E, vectors, d]``,
-        edge_index: ``[2, E]`` int64 (row 0 senders ``j``, row 1 receivers ``i``); ``d`` in {2, 3}.
+        edge_index: ``[2, E]`` int64 (row 0 senders ``j``, row 1 receivers ``i``); ``d`` in {2, 3}
+        (3 with ``cross``).
 
     Returns:
         ``(s [N, latent], V [N, vectors, d], a [E, latent], W [E, vectors, d])``.
@@ -502,22 +508,24 @@ class EquivariantMeshBlock(nn.Module):
         invariants: int | None = None,
         hidden_layers: int = 2,
         eps: float = 1e-6,
+        cross: bool = False,
     ) -> None:
         super().__init__()
         invariants = vectors if invariants is None else invariants
         for name, value in (("latent", latent), ("vectors", vectors), ("invariants", invariants)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"EquivariantMeshBlock: {name} must be an int >= 1, got {value!r}")
-        self.latent, self.vectors, self.invariants = latent, vectors, invariants
+        self.latent, self.vectors, self.invariants, self.cross = latent, vectors, invariants, bool(cross)
         C, H = vectors, invariants
+        K = 2 * C + (H if cross else 0)  # vectors the node update combines
         # channel maps (no bias), standard normal / sqrt(fan_in): unit second moments through
         self.edge_ab = nn.Parameter(torch.randn(2 * H, 3 * C) / math.sqrt(3 * C))  # [A; B]
         self.edge_l = nn.Parameter(torch.randn(C, 3 * C) / math.sqrt(3 * C))  # L
         self.node_ab = nn.Parameter(torch.randn(2 * H, 2 * C) / math.sqrt(2 * C))
-        self.node_l = nn.Parameter(torch.randn(C, 2 * C) / math.sqrt(2 * C))
+        self.node_l = nn.Parameter(torch.randn(C, K) / math.sqrt(K))
         kw = dict(hidden_layers=hidden_layers, act=nn.SiLU)
         self.edge_mlp = MLP([latent, latent, latent, H], latent, latent + 3 * C, **kw)
-        self.node_mlp = MLP([latent, latent, H], latent, latent + 2 * C, **kw)
+        self.node_mlp = MLP([latent, latent, H], latent, latent + K, **kw)
         self.edge_norm = nn.LayerNorm(latent)
         self.node_norm = nn.LayerNorm(latent)
         self.edge_vnorm = VectorNorm(C, eps=eps)
@@ -537,6 +545,8 @@ class EquivariantMeshBlock(nn.Module):
         check_shape(what, "V", V, (n, self.vectors, None), "N vectors d")
         d = V.shape[2]
         _check_dim(what, d)
+        if self.cross and d != 3:
+            raise ValueError(f"{what}: cross=True needs 3-d vectors, got d = {d}")
         sender, receiver = check_edge_index(what, edge_index, n)
         E = edge_index.shape[1]
         check_shape(what, "a", a, (E, self.latent), "E latent")
@@ -567,9 +577,14 @@ class EquivariantMeshBlock(nn.Module):
         agg_a = _scatter_sum(da, receiver, n)  # [N, L]
         un = torch.cat([v, _scatter_sum(dw, receiver, n)], dim=-1)  # [N, d, 2C]
         p, q = mix_vectors(un, self.node_ab).split(H, dim=-1)  # [N, d, H] each
-        ds, gn = self.node_mlp((s, None), (agg_a, None), ((p * q).sum(1), None)).split([L, 2 * C], dim=1)
+        if self.cross:
+            un = torch.cat([un, torch.linalg.cross(p, q, dim=1)], dim=-1)  # [N, 3, 2C + H]
+        ds, gn = self.node_mlp((s, None), (agg_a, None), ((p * q).sum(1), None)).split(
+            [L, un.shape[-1]], dim=1
+        )
         dv = self.node_vnorm(mix_vectors(un * gn[:, None, :], self.node_l))  # [N, d, C]
         return s + self.node_norm(ds), v + dv, a + da, w + dw
 
     def extra_repr(self) -> str:
-        return f"latent={self.latent}, vectors={self.vectors}, invariants={self.invariants}"
+        cross = ", cross=True" if self.cross else ""
+        return f"latent={self.latent}, vectors={self.vectors}, invariants={self.invariants}{cross}"

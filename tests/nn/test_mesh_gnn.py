@@ -330,6 +330,50 @@ def test_equivariant_block_is_o_d_equivariant(d):
     assert max(reports[torch.float32]) < EXACT_TOLERANCE[torch.float32]
 
 
+def test_cross_block_is_so3_but_not_o3_equivariant():
+    torch.manual_seed(0)
+    block = EquivariantMeshBlock(8, 3, invariants=4, cross=True)
+    rotations = [g for g in en_elements(3, n=6) if torch.det(g[0]) > 0]
+    reports = assert_en_equivariant(block, BLOCK_KINDS, BLOCK_OUT, _block_inputs(3), elements=rotations)
+    assert max(reports[torch.float32]) < EXACT_TOLERANCE[torch.float32]
+    # a reflection flips the cross products' sign relative to the polar vectors: not O(3)-equivariant
+    reflections = [g for g in en_elements(3, n=6) if torch.det(g[0]) < 0]
+    with pytest.raises(AssertionError, match="not E\\(n\\)-equivariant"):
+        assert_en_equivariant(block, BLOCK_KINDS, BLOCK_OUT, _block_inputs(3), elements=reflections)
+
+
+def test_cross_block_turns_a_vector_about_another():
+    """From ``V = [r, u, r + u]`` the cross block's three-channel vector update spans ``r x u`` at every
+    node; without cross it stays in the plane of ``r`` and ``u`` (polar vectors make no pseudovector)."""
+    n = 64
+    r, u = torch.randn(2, n, 3, dtype=F64, generator=torch.Generator().manual_seed(0))
+    target = torch.linalg.cross(r, u)  # [n, 3]
+    edge_index = torch.zeros(2, 0, dtype=torch.int64)  # nodes only
+    residual = {}
+    for cross in (False, True):
+        torch.manual_seed(0)
+        block = EquivariantMeshBlock(8, 3, invariants=2, cross=cross).double()
+        V = torch.stack([r, u, r + u], dim=1)  # [n, 3, 3]
+        empty = (torch.zeros(0, 8, dtype=F64), torch.zeros(0, 3, 3, dtype=F64))
+        dv = block(torch.randn(n, 8, dtype=F64), V, *empty, edge_index)[1] - V  # [n, 3, 3]
+        fit = torch.linalg.lstsq(dv.transpose(1, 2), target[..., None]).solution  # per-node best combination
+        residual[cross] = float(
+            ((dv.transpose(1, 2) @ fit)[..., 0] - target).square().sum() / target.square().sum()
+        )
+    assert residual[True] < 1e-20, residual
+    assert residual[False] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_cross_block_needs_three_dimensions():
+    block = EquivariantMeshBlock(8, 3, cross=True)
+    with pytest.raises(ValueError, match=r"^EquivariantMeshBlock: cross=True needs 3-d vectors, got d = 2$"):
+        block(*(x.float() if x.is_floating_point() else x for x in _block_inputs(2)))
+    assert "cross=True" in repr(block)
+    assert sum(p.numel() for p in block.parameters()) > sum(
+        p.numel() for p in EquivariantMeshBlock(8, 3).parameters()
+    )
+
+
 def test_equivariant_block_stays_equivariant_through_a_deep_stack():
     torch.manual_seed(0)
     blocks = torch.nn.ModuleList(EquivariantMeshBlock(8, 3) for _ in range(6))
