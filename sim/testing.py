@@ -18,6 +18,10 @@ as its kind says (:data:`EN_KINDS`: positions, vectors, scalars, edge_index, ...
     assert_en_equivariant(model, ["vector", "scalar", "position", "edge_index"], ("vector", "scalar"),
                           [velocity, node_type, pos, edge_index])
 
+Sphere models (grid and mesh node sets, three edge sets; :mod:`sim.models.sphere`) are checked under
+SO(3) with everything rotated and relabelled, and under the discretization's own symmetries acting on the
+data, by :func:`assert_sphere_equivariant`.
+
 Continuous-group field types (:class:`sim.groups.o2.Irreps` of SO(2)/O(2)) are checked on a planar
 subgroup, ``equivariance_errors(layer, group=dihedral(4))`` (the types restricted with ``.restrict``),
 or against any list of angles with :func:`equivariance_errors_vs_angle` (the input rotated by
@@ -45,6 +49,7 @@ __all__ = [
     "assert_en_equivariant",
     "assert_equivariant",
     "assert_o3_equivariant",
+    "assert_sphere_equivariant",
     "en_elements",
     "en_equivariance_errors",
     "equivariance_errors",
@@ -52,6 +57,7 @@ __all__ = [
     "o3_elements",
     "o3_equivariance_error",
     "random_field",
+    "sphere_equivariance_errors",
 ]
 
 # Worst relative error allowed for groups that act exactly on the grid.
@@ -598,6 +604,170 @@ def assert_en_equivariant(
             raise AssertionError(
                 f"not E(n)-equivariant in {dtype}: relative error {errors[worst]:.3g} > {limit:g} at element "
                 f"{worst} (det {det:+.0f}){', nodes and edges permuted' if permute else ''}"
+            )
+        reports[dtype] = errors
+    return reports
+
+
+# ---------------------------------------------------------------------------------------------------
+# SO(3) on the sphere: grid and mesh node sets, three edge sets (sim.models.sphere's signature)
+
+
+def _relative(got: torch.Tensor, expected: torch.Tensor) -> float:
+    diff = torch.linalg.vector_norm((got - expected).double())
+    return float(diff / torch.linalg.vector_norm(expected.double()).clamp_min(1e-300))
+
+
+def _inverse(perm: torch.Tensor) -> torch.Tensor:
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(len(perm), device=perm.device)
+    return inverse
+
+
+def _take(x: torch.Tensor | None, index: torch.Tensor) -> torch.Tensor | None:
+    return None if x is None else x[:, index]
+
+
+def _edge_set(senders: torch.Tensor, receivers: torch.Tensor) -> set:
+    return set(zip(senders.tolist(), receivers.tolist(), strict=True))
+
+
+def sphere_equivariance_errors(
+    fn: Callable,
+    scalars: torch.Tensor | None,
+    vectors: torch.Tensor | None,
+    global_vectors: torch.Tensor | None,
+    graph,
+    *,
+    rotations: Iterable[torch.Tensor] | None = None,
+    symmetries: Iterable[tuple] | None = None,
+    relabel: bool = True,
+    dtype: torch.dtype | None = None,
+    seed: int = 0,
+) -> list[float]:
+    """Relative errors of a sphere model ``fn(scalars, vectors, global_vectors, graph) -> (scalars_out
+    [B, G, S], vectors_out [B, G, V, 3])`` under rotations, one per element.
+
+    ``graph`` is any NamedTuple with ``grid_pos [G, 3]``, ``mesh_pos [M, 3]``, ``g2m``, ``mesh``, ``m2g``
+    (:class:`sim.models.sphere.SphereGraph`). Two actions:
+
+    * ``rotations`` (default: 4 Haar-random rotations from ``seed``): the whole input turned by ``R``:
+      positions, ``vectors [B, G, C, 3]`` and ``global_vectors [B, K, 3]``; with ``relabel`` the grid
+      and mesh nodes are also relabelled and the edges of each set reordered at random. Expected: vector
+      outputs turned by ``R``, scalar outputs unchanged, both relabelled the same way.
+    * ``symmetries``: ``(R, grid_perm, mesh_perm)`` with ``R @ grid_pos[i] == grid_pos[grid_perm[i]]``
+      (the same for the mesh; :func:`sim.discretize.latlon.grid_permutation`,
+      :func:`sim.discretize.icosahedral.vertex_permutation`): a symmetry of the discretization acting on the
+      data alone, graph unchanged: fields moved to the rotated points (``f'[:, perm] = R f``) and global
+      vectors turned. First each edge set is checked to be mapped onto itself (else ValueError: the graph
+      is not symmetric, so no model on it can be).
+
+    Returns:
+        Per element, the worst over the two outputs of ``||f(g x) - g f(x)|| / ||g f(x)||``.
+    """
+    ref = next(v for v in (scalars, vectors, global_vectors) if v is not None)
+    dtype = ref.dtype if dtype is None else dtype
+    cast = lambda x: None if x is None else x.to(dtype)  # noqa: E731
+    scalars, vectors, global_vectors = cast(scalars), cast(vectors), cast(global_vectors)
+    graph = graph._replace(grid_pos=graph.grid_pos.to(dtype), mesh_pos=graph.mesh_pos.to(dtype))
+    if isinstance(fn, nn.Module):
+        fn = copy.deepcopy(fn).to(dtype)
+        fn.eval()
+    G, M = graph.grid_pos.shape[0], graph.mesh_pos.shape[0]
+    gen = torch.Generator().manual_seed(seed)
+    turn = lambda x, R: None if x is None else x @ R.T  # noqa: E731
+    errors = []
+    with torch.no_grad():
+        s0, v0 = fn(scalars, vectors, global_vectors, graph)
+        if symmetries is None:
+            if rotations is None:
+                rotations = [R for R, _ in en_elements(3, n=8, seed=seed) if torch.det(R) > 0]
+            for R in rotations:
+                R = R.to(dtype)
+                gp = torch.randperm(G, generator=gen) if relabel else torch.arange(G)
+                mp = torch.randperm(M, generator=gen) if relabel else torch.arange(M)
+                gi, mi = _inverse(gp), _inverse(mp)
+
+                def edges(e, s_inv, r_inv):
+                    e = e[:, torch.randperm(e.shape[1], generator=gen)] if relabel else e
+                    return torch.stack([s_inv[e[0]], r_inv[e[1]]])
+
+                moved = graph._replace(
+                    grid_pos=graph.grid_pos[gp] @ R.T,
+                    mesh_pos=graph.mesh_pos[mp] @ R.T,
+                    g2m=edges(graph.g2m, gi, mi),
+                    mesh=edges(graph.mesh, mi, mi),
+                    m2g=edges(graph.m2g, mi, gi),
+                )
+                s1, v1 = fn(_take(scalars, gp), turn(_take(vectors, gp), R), turn(global_vectors, R), moved)
+                errors.append(max(_relative(s1, s0[:, gp]), _relative(v1, (v0 @ R.T)[:, gp])))
+            return errors
+        for R, grid_perm, mesh_perm in symmetries:
+            R = torch.as_tensor(R).to(dtype)
+            gp, mp = torch.as_tensor(grid_perm), torch.as_tensor(mesh_perm)
+            for name, e, sp, rp in (
+                ("g2m", graph.g2m, gp, mp),
+                ("mesh", graph.mesh, mp, mp),
+                ("m2g", graph.m2g, mp, gp),
+            ):
+                if _edge_set(sp[e[0]], rp[e[1]]) != _edge_set(e[0], e[1]):
+                    raise ValueError(
+                        f"sphere_equivariance_errors: the symmetry does not map graph.{name} onto itself"
+                    )
+            gi = _inverse(gp)
+            # the moved field has f'[:, perm] = R f
+            s1, v1 = fn(_take(scalars, gi), turn(_take(vectors, gi), R), turn(global_vectors, R), graph)
+            errors.append(max(_relative(s1, s0[:, gi]), _relative(v1, (v0 @ R.T)[:, gi])))
+    return errors
+
+
+def assert_sphere_equivariant(
+    fn: Callable,
+    scalars: torch.Tensor | None,
+    vectors: torch.Tensor | None,
+    global_vectors: torch.Tensor | None,
+    graph,
+    *,
+    rotations: Iterable[torch.Tensor] | None = None,
+    symmetries: Iterable[tuple] | None = None,
+    relabel: bool = True,
+    dtypes: Iterable[torch.dtype] = (torch.float64, torch.float32),
+    tol: float | dict | None = None,
+) -> dict[torch.dtype, list[float]]:
+    """Assert :func:`sphere_equivariance_errors` below 1e-10 (float64) and 1e-5 (float32), or ``tol``.
+
+    Example (a lat-lon grid whose spacing divides 36 degrees, the D5 subgroup of the icosahedral group)::
+
+        sym = [(R, grid_permutation(grid, R), vertex_permutation(R, mesh_vertices))
+               for R in icosahedral_rotations() if abs(R[2, 2]) == 1]
+        assert_sphere_equivariant(model, scalars, vectors, global_vectors, graph, symmetries=sym)
+
+    Raises:
+        AssertionError: naming the dtype, the element and the error.
+    """
+    rotations = None if rotations is None else list(rotations)
+    symmetries = None if symmetries is None else list(symmetries)
+    reports = {}
+    for dtype in dtypes:
+        errors = sphere_equivariance_errors(
+            fn,
+            scalars,
+            vectors,
+            global_vectors,
+            graph,
+            rotations=rotations,
+            symmetries=symmetries,
+            relabel=relabel,
+            dtype=dtype,
+        )
+        limit = tol.get(dtype) if isinstance(tol, dict) else tol
+        limit = EXACT_TOLERANCE[dtype] if limit is None else limit
+        worst = max(range(len(errors)), key=errors.__getitem__)
+        if errors[worst] > limit:
+            kind = "symmetry" if symmetries is not None else "rotation"
+            raise AssertionError(
+                f"not SO(3)-equivariant on the sphere in {dtype}: relative error {errors[worst]:.3g} > "
+                f"{limit:g} at {kind} {worst}"
             )
         reports[dtype] = errors
     return reports
