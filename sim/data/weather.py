@@ -56,6 +56,7 @@ from sim.io import OutputError, atomic_output
 
 __all__ = [
     "EARTH_ROTATION_RATE",
+    "OBLIQUITY",
     "STATS",
     "TIME_FORCINGS",
     "PeriodConfig",
@@ -67,6 +68,7 @@ __all__ = [
     "load_statistics",
     "prepare_weather",
     "save_statistics",
+    "solar_direction",
     "summarize_weather",
     "time_forcings",
 ]
@@ -466,6 +468,36 @@ def time_forcings(
     for k in range(3):
         out[6 + k] = rotation[k]
     return out.astype(np.float32)
+
+
+OBLIQUITY = 23.44
+"""Earth's axial tilt in degrees (the amplitude of the solar declination in :func:`solar_direction`)."""
+
+_EQUINOX_YEAR_FRACTION = 79.0 / 365.25  # the March equinox, about 20 March 00 UTC
+
+
+def solar_direction(utc_sin, utc_cos, year_sin, year_cos) -> torch.Tensor:
+    """The unit vector from the planet's centre to the sun, from the :data:`TIME_FORCINGS` values.
+
+    The subsolar point has longitude ``180 - 360 * (UTC day fraction)`` degrees (the sun is overhead at
+    longitude 0 at 12 UTC) and latitude ``OBLIQUITY * sin(2 pi (year fraction - equinox))``: a circular
+    orbit without the equation of time, within about 1 degree of the true point (enough for a forcing;
+    GraphCast feeds the top-of-atmosphere insolation computed from the same two angles). In the frame of
+    :func:`sim.discretize.latlon.latlon_to_xyz`, so ``<r, sun>`` is the cosine of the solar zenith angle at
+    ``r``. A zonal rotation of the data by ``theta`` goes with this vector turned by ``theta``.
+
+    Args:
+        utc_sin, utc_cos, year_sin, year_cos: tensors of one shape ``[...]``: ``utc_hour_sin`` ...
+            ``year_progress_cos``.
+
+    Returns:
+        ``[..., 3]``, the dtype of the inputs.
+    """
+    day = torch.atan2(torch.as_tensor(utc_sin), torch.as_tensor(utc_cos))  # 2 pi * day fraction
+    year = torch.atan2(torch.as_tensor(year_sin), torch.as_tensor(year_cos))  # 2 pi * year fraction
+    lon = math.pi - day
+    lat = math.radians(OBLIQUITY) * torch.sin(year - 2 * math.pi * _EQUINOX_YEAR_FRACTION)
+    return torch.stack([torch.cos(lat) * torch.cos(lon), torch.cos(lat) * torch.sin(lon), torch.sin(lat)], -1)
 
 
 def _rotation_from_attrs(attrs: dict) -> tuple[float, float, float]:

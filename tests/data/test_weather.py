@@ -14,6 +14,7 @@ import xarray as xr
 from sim.config import ConfigError, load_config
 from sim.data.ns2d import DataFileError
 from sim.data.weather import (
+    OBLIQUITY,
     STATS,
     TIME_FORCINGS,
     WeatherPrepareConfig,
@@ -22,10 +23,11 @@ from sim.data.weather import (
     load_statistics,
     prepare_weather,
     save_statistics,
+    solar_direction,
     summarize_weather,
     time_forcings,
 )
-from sim.discretize.latlon import area_weights, equiangular_grid
+from sim.discretize.latlon import area_weights, equiangular_grid, xyz_to_latlon
 from sim.io import OutputError
 
 LEVELS = [500, 850]
@@ -169,6 +171,26 @@ def test_time_forcings_at_known_times():
     g = time_forcings(np.datetime64("2020-07-02"), lon, 1, rotation=(1.0, 0.0, 0.0))
     np.testing.assert_allclose(g[4:6, 0, 0], [0.0, -1.0], atol=1e-6)
     np.testing.assert_allclose(g[6:, 0, 0], [1, 0, 0])
+
+
+def test_solar_direction_at_known_times():
+    lon = np.array([0.0])
+
+    def sun(time):
+        f = torch.from_numpy(time_forcings(np.datetime64(time), lon, 1)[:6, 0, 0].astype(np.float64))
+        return solar_direction(f[0], f[1], f[4], f[5]).numpy()
+
+    def subsolar(time):
+        lat, lon_ = xyz_to_latlon(sun(time))
+        return float(lat), float(lon_)
+
+    # noon UTC near the March equinox: overhead at (0, 0); 18 UTC: 90 W; June solstice: the tropic of Cancer
+    lat, lon_ = subsolar("2021-03-20T12")
+    assert abs(lat) < 0.5 and abs(lon_) < 1e-6
+    assert subsolar("2021-03-20T18")[1] == pytest.approx(270.0)
+    assert subsolar("2021-06-21T12")[0] == pytest.approx(OBLIQUITY, abs=0.2)
+    assert subsolar("2021-12-21T12")[0] == pytest.approx(-OBLIQUITY, abs=0.2)
+    np.testing.assert_allclose(np.linalg.norm(sun("2021-09-01T03")), 1.0, atol=1e-12)
 
 
 @pytest.fixture()
