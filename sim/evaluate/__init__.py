@@ -7,6 +7,11 @@ write_report([EvalResult("P4M G-CNN", metrics, rollout=Path("p4m.nc"))], "runs/e
 
 Meshes (flow past a cylinder): rollout_mesh_to_netcdf (sim.evaluate.mesh_rollout), then
 evaluate_mesh_rollout("egnn.nc") or write_mesh_report([("EGNN", "egnn.nc"), ("EGNN", "egnn_rot37.nc")], dir).
+
+Weather: WeatherBench2's metrics on forecasts in its layout (init_time x lead_time), in
+sim.evaluate.weather_metrics (whose rmse/bias/acc are per variable and level):
+evaluate_forecast(forecast, truth, climatology=clim), zonal_energy_spectrum(ds),
+persistence_forecast(truth, init_times, lead_times).
 """
 
 from sim.evaluate._common import element_name
@@ -32,8 +37,22 @@ from sim.evaluate.metrics import (
 from sim.evaluate.plots import plot_error_curves, plot_snapshots, plot_spectra
 from sim.evaluate.report import SUMMARY_COLUMNS, EvalResult, format_summary, summary_rows, write_report
 from sim.evaluate.rollout import rollout_to_netcdf
+from sim.evaluate.weather_metrics import (
+    climatology_forecast,
+    evaluate_forecast,
+    latitude_weights,
+    persistence_forecast,
+    write_metrics_netcdf,
+    zonal_energy_spectrum,
+)
 
 __all__ = [
+    "zonal_energy_spectrum",
+    "write_metrics_netcdf",
+    "persistence_forecast",
+    "latitude_weights",
+    "evaluate_forecast",
+    "climatology_forecast",
     "MESH_SUMMARY_COLUMNS",
     "SUMMARY_COLUMNS",
     "EvalResult",
