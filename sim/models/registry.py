@@ -19,6 +19,11 @@ CNN baselines take an explicit ``width`` or ``match_params_of: gcnn_resnet`` (or
 width whose parameter count is closest to that G-CNN built from the same config (same group, fields,
 hidden, blocks, levels, kernel, padding, norm, activation).
 
+Sphere models (``equivariant_graphcast``, ``graphcast``, ``sfno``; :data:`SPHERE_MODELS`) take their
+channels from the weather data (``data.variables``), so they have no ``in_fields``/``out_fields`` and are
+built by :func:`build_sphere_model` with the channel counts the weather stepper
+(:mod:`sim.train.weather`) works out.
+
 The steerable ResNet (``name: steerable_resnet``) takes ``group: O2`` or ``SO2``; its field types are the
 restrictions to D4 / C4 (:meth:`ModelConfig.planar_group`), under which it is exactly equivariant, and
 ``hidden`` counts copies of its hidden irreps block (see :mod:`sim.models.steerable`).
@@ -44,15 +49,26 @@ from sim.config import (
     positive,
     read_yaml,
 )
+from sim.discretize.latlon import LatLonGrid
 from sim.groups.fields import FieldType
 from sim.groups.planar import PlanarGroup, dihedral, group_from_name
 from sim.models.cnn import CNNResNet, CNNUNet, count_parameters, match_width
 from sim.models.fno import FNO2d
 from sim.models.gcnn import GCNNResNet, GCNNUNet
 from sim.models.meshgraphnet import EGNN, EquivariantMeshGraphNet, MeshGraphNet, TensorProductMeshNet
+from sim.models.sfno import SFNO
+from sim.models.sphere import EquivariantSphereNet, GraphCastNet
 from sim.models.steerable import SteerableResNet, parse_steerable_fields, steerable_planar_group
 
-__all__ = ["MESH_MODELS", "MODELS", "ModelConfig", "build_model", "load_model_config"]
+__all__ = [
+    "MESH_MODELS",
+    "MODELS",
+    "SPHERE_MODELS",
+    "ModelConfig",
+    "build_model",
+    "build_sphere_model",
+    "load_model_config",
+]
 
 ModelName = Literal[
     "gcnn_resnet",
@@ -65,8 +81,12 @@ ModelName = Literal[
     "equivariant_meshgraphnet",
     "egnn",
     "tensor_product_mesh",
+    "equivariant_graphcast",
+    "graphcast",
+    "sfno",
 ]
 MESH_MODELS = ("meshgraphnet", "equivariant_meshgraphnet", "egnn", "tensor_product_mesh")  # graphs
+SPHERE_MODELS = ("equivariant_graphcast", "graphcast", "sfno")  # weather on lat-lon grids
 _EXACT_GROUPS = "C1, C2, C4, D1, D2, D4, P4 or P4M"
 _CONTINUOUS_GROUPS = ("O2", "SO2")  # steerable_resnet only
 
@@ -117,6 +137,13 @@ class ModelConfig:
             message-passing steps; MeshGraphNets: 128 and 15).
         vectors: ``equivariant_meshgraphnet``: latent vector channels per node and edge;
             ``tensor_product_mesh``: ``1o`` channels per node (and half as many ``2e``).
+        mesh_splits: ``equivariant_graphcast``, ``graphcast``: the finest icosahedral level of the
+            multi-mesh (GraphCast: 6; 4 has 2562 nodes, enough for 5.625 degrees).
+        gradient_checkpointing: sphere graph models: recompute each processor block in the backward pass
+            (less memory, about a third more time).
+
+    Sphere models: ``latent`` is the width (SFNO: its embedding), ``blocks`` the processor steps (SFNO:
+    its spectral layers), ``vectors`` the vector channels of ``equivariant_graphcast``.
 
     Mesh models (``meshgraphnet``, ``equivariant_meshgraphnet``, ``egnn``, ``tensor_product_mesh``: the
     SO(3) tensor-product layers on the plane z = 0) map a velocity history on a
@@ -126,8 +153,8 @@ class ModelConfig:
     """
 
     name: ModelName
-    in_fields: str = cfield(doc="input field type, e.g. '5x pseudoscalar'")
-    out_fields: str = cfield(doc="output field type, e.g. '1x pseudoscalar'")
+    in_fields: str | None = cfield(None, doc="input field type, e.g. '5x pseudoscalar' (not sphere models)")
+    out_fields: str | None = cfield(None, doc="output field type, e.g. '1x pseudoscalar' (not sphere models)")
     group: str = cfield(
         "D4",
         check=_is_group_name,
@@ -148,8 +175,18 @@ class ModelConfig:
     modes: int = cfield(12, **positive(), doc="FNO Fourier modes per axis")
     latent: int = cfield(128, **positive(), doc="mesh models: latent width")
     vectors: int = cfield(32, **positive(), doc="equivariant_meshgraphnet: latent vector channels")
+    mesh_splits: int = cfield(
+        4, check=lambda v: 0 <= v <= 8, expected="an int in [0, 8]", doc="sphere graph models: finest mesh"
+    )
+    gradient_checkpointing: bool = cfield(False, doc="sphere graph models: recompute processor blocks")
 
     def __post_init__(self) -> None:
+        if self.name in SPHERE_MODELS:
+            self._check_sphere()
+            return
+        for key in ("in_fields", "out_fields"):
+            if getattr(self, key) is None:
+                raise ConfigError(f"missing key '{key}' (expected a str for {self.name})", key=key)
         if self.name == "steerable_resnet":
             self._check_steerable()
             return
@@ -202,6 +239,21 @@ class ModelConfig:
                 key="norm",
             )
         self._refuse_cnn_size("a steerable ResNet's size is 'hidden'")
+
+    def _check_sphere(self) -> None:
+        for key in ("in_fields", "out_fields"):
+            if getattr(self, key) is not None:
+                raise ConfigError(
+                    f"{key}: sphere models take their channels from data.variables; leave it unset for "
+                    f"{self.name}, got {getattr(self, key)!r}",
+                    key=key,
+                )
+        self._refuse_cnn_size("a sphere model's size is 'latent' and 'blocks'")
+
+    @property
+    def is_sphere(self) -> bool:
+        """A weather model on lat-lon grids (:data:`SPHERE_MODELS`)."""
+        return self.name in SPHERE_MODELS
 
     @property
     def is_mesh(self) -> bool:
@@ -403,4 +455,66 @@ def build_model(
         torch.Size([2, 1, 64, 64])
     """
     cfg = load_model_config(config, overrides)
+    if cfg.is_sphere:
+        raise ConfigError(
+            f"name: {cfg.name} takes its channels from the weather data: build it with "
+            "build_sphere_model(config, ...) or through the weather stepper (sim.train.weather)",
+            key="name",
+        )
     return MODELS[cfg.name](cfg)
+
+
+def build_sphere_model(
+    config: ModelConfig,
+    *,
+    in_scalars: int,
+    in_vectors: int,
+    out_scalars: int,
+    out_vectors: int,
+    global_vectors: int,
+    in_channels: int,
+    out_channels: int,
+    grid: LatLonGrid,
+) -> nn.Module:
+    """A sphere model (:data:`SPHERE_MODELS`) for a channel layout and grid.
+
+    The graph models (:mod:`sim.models.sphere`) take ``in_scalars``, ``in_vectors``, ``out_scalars``,
+    ``out_vectors`` and ``global_vectors``; SFNO takes plain ``in_channels`` and ``out_channels`` (winds as
+    two components) on ``grid``, which must then be equiangular with poles or Gaussian.
+
+    Raises:
+        ConfigError: not a sphere model, or a grid SFNO cannot use (one line).
+    """
+    cfg = config
+    if not cfg.is_sphere:
+        raise ConfigError(f"name: expected a sphere model ({', '.join(SPHERE_MODELS)}), got {cfg.name!r}")
+    if cfg.name == "sfno":
+        kinds = {"equiangular_with_poles": "equiangular", "gaussian": "legendre-gauss"}
+        if grid.kind not in kinds:
+            raise ConfigError(
+                f"name: sfno needs an equiangular grid with poles or a Gaussian grid, got {grid.kind} "
+                f"({grid.nlat} x {grid.nlon})",
+                key="name",
+            )
+        return SFNO(
+            in_channels,
+            out_channels,
+            nlat=grid.nlat,
+            nlon=grid.nlon,
+            grid=kinds[grid.kind],
+            embed_dim=cfg.latent,
+            num_layers=max(1, cfg.blocks),
+        )
+    common = dict(
+        in_scalars=in_scalars,
+        in_vectors=in_vectors,
+        out_scalars=out_scalars,
+        out_vectors=out_vectors,
+        global_vectors=global_vectors,
+        latent=cfg.latent,
+        steps=cfg.blocks,
+        checkpoint=cfg.gradient_checkpointing,
+    )
+    if cfg.name == "equivariant_graphcast":
+        return EquivariantSphereNet(vectors=cfg.vectors, **common)
+    return GraphCastNet(**common)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sim.config import ConfigError, cfield, device_name, nonnegative, positive
+from sim.data.weather import PeriodConfig
 from sim.models.registry import ModelConfig
 
 __all__ = ["DataSpec", "ExperimentConfig", "TrainSpec"]
@@ -21,7 +22,12 @@ def _sample_range() -> dict:
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where the trajectories are and how windows are cut from them."""
+    """Where the trajectories are and how windows are cut from them.
+
+    Grid and mesh data: ``train_samples`` / ``val_samples`` (trajectory indices). Weather data (sphere
+    models): ``train_period`` / ``val_period`` of one canonical store; ``stride`` is the model step in
+    data steps (the lead), ``history`` the input states (GraphCast: 2).
+    """
 
     path: str = "runs/demo/ns2d_demo.nc"
     state: Literal["vorticity", "velocity"] = cfield(
@@ -32,6 +38,12 @@ class DataSpec:
     train_samples: tuple[int, int] = cfield((0, 6), **_sample_range())
     val_samples: tuple[int, int] = cfield((6, 8), **_sample_range())
     num_workers: int = cfield(0, **nonnegative())
+    # weather (sphere models): a canonical store (sim weather prepare), split by time
+    train_period: PeriodConfig | None = cfield(None, doc="weather: the training period (start, end)")
+    val_period: PeriodConfig | None = cfield(None, doc="weather: the validation period (start, end)")
+    variables: tuple[str, ...] | None = cfield(None, doc="weather: state variables; all when null")
+    levels: tuple[int, ...] | None = cfield(None, doc="weather: pressure levels (hPa); all when null")
+    stats: str | None = cfield(None, doc="weather: statistics file; null: stats.nc inside the store")
 
 
 @dataclass(frozen=True)

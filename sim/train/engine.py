@@ -40,6 +40,7 @@ from torch import nn
 from sim.config import ConfigError, dump_yaml, from_dict, write_config
 from sim.data.cylinder import CylinderWindows, MeshBatch, collate_graphs
 from sim.data.ns2d import DataFileError, NS2DWindows, vorticity_to_state
+from sim.data.weather import WeatherWindows
 from sim.groups.fields import FieldType
 from sim.io import OutputError, atomic_output
 from sim.models.registry import build_model
@@ -47,6 +48,13 @@ from sim.train.checkpoint import CheckpointError, load_checkpoint, rng_state, sa
 from sim.train.config import ExperimentConfig
 from sim.train.mesh import build_mesh_stepper, mesh_signature, mesh_split, mesh_statistics, mesh_windows
 from sim.train.stepper import FieldStats, MeshStepper, Stepper, field_stats
+from sim.train.weather import (
+    WeatherStepper,
+    build_weather_stepper,
+    weather_signature,
+    weather_split,
+    weather_windows,
+)
 
 __all__ = [
     "TrainResult",
@@ -111,9 +119,13 @@ def compute_statistics(
     return state_stats, delta, forcing
 
 
-def build_stepper(config: ExperimentConfig, stats) -> Stepper | MeshStepper:
-    """The model of ``config.model`` inside a Stepper with the given (state, delta, forcing) statistics,
-    or, for a mesh model, inside a :class:`MeshStepper` with the scales of ``mesh_statistics``."""
+def build_stepper(config: ExperimentConfig, stats) -> Stepper | MeshStepper | WeatherStepper:
+    """The model of ``config.model`` inside a Stepper with the given (state, delta, forcing) statistics;
+    for a mesh model inside a :class:`MeshStepper` with the scales of ``mesh_statistics``; for a sphere
+    model inside a :class:`~sim.train.weather.WeatherStepper` for the data ``stats`` describes
+    (:func:`~sim.train.weather.weather_signature`)."""
+    if config.model.is_sphere:
+        return build_weather_stepper(config, stats)
     if config.model.is_mesh:
         return build_mesh_stepper(config, stats)
     model = build_model(config.model)
@@ -130,7 +142,10 @@ def build_stepper(config: ExperimentConfig, stats) -> Stepper | MeshStepper:
 
 
 def _types(config: ExperimentConfig) -> tuple[FieldType, FieldType | None]:
-    """Field types of the state (the model's output) and the forcing (the model's last input fields)."""
+    """Field types of the state (the model's output) and the forcing (the model's last input fields);
+    ``(None, None)`` for sphere models (their channels come from the data)."""
+    if config.model.is_sphere:
+        return None, None
     group = config.model.planar_group()
     out_type = FieldType.parse(group, config.model.out_fields)
     in_type = FieldType.parse(group, config.model.in_fields)
@@ -162,6 +177,8 @@ def data_signature(windows) -> dict:
     """
     if isinstance(windows, CylinderWindows):
         return mesh_signature(windows)
+    if isinstance(windows, WeatherWindows):
+        return weather_signature(windows)
     attrs = windows.attrs
     times = np.asarray(windows.times, dtype=np.float64)
     interval = float(times[1] - times[0]) if times.size > 1 else math.nan
@@ -194,6 +211,8 @@ def check_data_fits(trained: dict, windows: NS2DWindows, *, hint: str = "") -> N
     got = data_signature(windows)
     diffs = []
     for key, want in trained.items():
+        if key in _STATISTICS:  # the training data's normalization, not a property of the data to match
+            continue
         have = got.get(key)
         if want is None or have is None:
             continue
@@ -209,7 +228,19 @@ def check_data_fits(trained: dict, windows: NS2DWindows, *, hint: str = "") -> N
         )
 
 
+_STATISTICS = ("mean", "std", "diff_std")
+
+
 def _layout(config: ExperimentConfig, stepper: Stepper) -> dict:
+    if isinstance(stepper, WeatherStepper):
+        return {
+            "model": config.model.name,
+            "history": stepper.history,
+            "channels": stepper.channel_names,
+            "forcings": stepper.forcing_names,
+            "state_channels": stepper.state_channels,
+            "forcing_channels": stepper.forcing_channels,
+        }
     return {
         "in_fields": config.model.in_fields,
         "out_fields": config.model.out_fields,
@@ -232,7 +263,10 @@ def load_stepper(path: str | os.PathLike, *, map_location="cpu") -> tuple[Steppe
     config = from_dict(ExperimentConfig, yaml.safe_load(ckpt["config"]), source=f"{path} (stored config)")
     blank = lambda n: FieldStats(torch.zeros(n), torch.ones(n))  # noqa: E731 (the weights overwrite them)
     n_state, n_forcing = ckpt["layout"]["state_channels"], ckpt["layout"]["forcing_channels"]
-    stats = None if config.model.is_mesh else (blank(n_state), blank(n_state), blank(n_forcing))
+    if config.model.is_sphere:
+        stats = ckpt["data"]  # the signature rebuilds the stepper; its statistics come with the weights
+    else:
+        stats = None if config.model.is_mesh else (blank(n_state), blank(n_state), blank(n_forcing))
     stepper = build_stepper(config, stats)
     try:
         stepper.load_state_dict(ckpt["stepper"])
@@ -298,6 +332,8 @@ def _split(batch, history: int, channels: int, device) -> tuple[torch.Tensor, to
     for graph windows ``(history [N, T, 2], graph, target [N, K, 2])`` (``sim.train.mesh.mesh_split``)."""
     if isinstance(batch, MeshBatch):
         return mesh_split(batch, history, device)
+    if len(batch) == 3:  # weather windows: (inputs, targets, forcings per target)
+        return weather_split(batch, device)
     inputs, target = (b.to(device, non_blocking=True) for b in batch)  # [B, T*C+F, y, x], [B, K*C, y, x]
     B, _, H, W = inputs.shape
     n = history * channels
@@ -312,17 +348,24 @@ def _loss(
     stepper: nn.Module, core: Stepper, history, forcing, target, k: int, pushforward: bool
 ) -> torch.Tensor:
     """Normalised mean squared error of a ``k``-step unroll (only the last step with pushforward); over the
-    stepper's ``loss_mask`` nodes when it has one (mesh steppers: not the boundary-condition nodes)."""
+    stepper's ``loss_mask`` nodes when it has one (mesh steppers: not the boundary-condition nodes),
+    weighted by its ``loss_weights`` when it has them (weather: cell areas). A stepper with
+    ``forcing_at`` takes the forcings of each unrolled step from the window's (weather: per target time).
+    """
     scale = core.state_std.reshape(1, -1, *([1] * (history.ndim - 3)))
     mask = core.loss_mask(forcing) if hasattr(core, "loss_mask") else None
+    weights = core.loss_weights(forcing) if hasattr(core, "loss_weights") else None
     window, losses = history, []
     for i in range(k):
+        f = core.forcing_at(forcing, i) if hasattr(core, "forcing_at") else forcing
         if pushforward and i < k - 1:
             with torch.no_grad():
-                nxt = stepper(window, forcing)
+                nxt = stepper(window, f)
         else:
-            nxt = stepper(window, forcing)
+            nxt = stepper(window, f)
             err = ((nxt - target[:, i]) / scale) ** 2
+            if weights is not None:
+                err = err * weights
             losses.append(err.mean() if mask is None else err[mask].mean())
         window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
     return torch.stack(losses).mean()
@@ -406,17 +449,21 @@ def train(
     device = _device(t.device, rank)
     state_type, forcing_type = _types(config)
 
-    if not Path(d.path).is_file():
+    if config.model.is_sphere:
+        train_set = weather_windows(config, "train", t.unroll)
+        val_set = weather_windows(config, "val", t.unroll)
+    elif not Path(d.path).is_file():
         kind = "cylinder" if config.model.is_mesh else "ns2d"
         raise DataFileError(f"{d.path}: no such data file (data.path); make one with `sim generate {kind}`")
-    if config.model.is_mesh:
+    elif config.model.is_mesh:
         train_set = mesh_windows(config, range(*d.train_samples), t.unroll)
         val_set = mesh_windows(config, range(*d.val_samples), t.unroll)
     else:
         windows = dict(history=d.history, horizon=t.unroll, stride=d.stride, state=d.state)
         train_set = NS2DWindows(d.path, samples=range(*d.train_samples), **windows)
         val_set = NS2DWindows(d.path, samples=range(*d.val_samples), **windows)
-    if not config.model.is_mesh and train_set.in_channels != d.history * state_type.dim + forcing_type.dim:
+    grid_model = not (config.model.is_mesh or config.model.is_sphere)
+    if grid_model and train_set.in_channels != d.history * state_type.dim + forcing_type.dim:
         raise DataFileError(
             f"{d.path}: windows have {train_set.in_channels} input channels, the model expects "
             f"{d.history * state_type.dim + forcing_type.dim}"
@@ -424,7 +471,9 @@ def train(
 
     torch.manual_seed(t.seed)
     signature = data_signature(train_set)  # stored in every checkpoint, for rollouts to check
-    if config.model.is_mesh:
+    if config.model.is_sphere:
+        stats = signature
+    elif config.model.is_mesh:
         stats = mesh_statistics(config)
     else:
         stats = compute_statistics(

@@ -19,6 +19,7 @@ import sim
 from sim.config import ConfigError
 from sim.models import (
     MODELS,
+    SPHERE_MODELS,
     CNNResNet,
     CNNUNet,
     GCNNResNet,
@@ -51,7 +52,8 @@ def test_the_issue_configs_are_shipped():
 
 
 def test_registry_names_are_the_config_names():
-    assert set(MODELS) == set(typing.get_args(typing.get_type_hints(ModelConfig)["name"]))
+    names = set(typing.get_args(typing.get_type_hints(ModelConfig)["name"]))
+    assert set(MODELS) | set(SPHERE_MODELS) == names and not set(MODELS) & set(SPHERE_MODELS)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -235,7 +237,7 @@ def test_bad_configs_are_one_line_errors_naming_file_and_key(tmp_path, change, m
 
 def test_missing_keys_and_files():
     assert _error({"name": "gcnn_resnet", "out_fields": "1x scalar"}) == (
-        "<dict>: missing key 'in_fields' (expected a str)"
+        "<dict>: missing key 'in_fields' (expected a str for gcnn_resnet)"
     )
     assert _error({"model": {"in_fields": "1x scalar"}}).startswith("<dict>: missing key 'model.name'")
     assert _error({"model": None}).startswith("<dict>: model: expected a mapping for ModelConfig, got None")
