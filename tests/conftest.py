@@ -56,3 +56,37 @@ def cylinder_file(tmp_path_factory):
     from sim.data.cylinder import write_synthetic_cylinder
 
     return write_synthetic_cylinder(tmp_path_factory.mktemp("cylinder") / "cyl.nc", samples=3, frames=6)
+
+
+@pytest.fixture(scope="session")
+def weather_store(tmp_path_factory):
+    """A small canonical weather store with winds: ``(path, grid)``.
+
+    16 six-hourly states from 2020-01-01 on a 9 x 20 equiangular grid with poles (18 degree spacing, so
+    rolls by 72 degrees map the icosahedral mesh onto itself too): geopotential, u and v at 500 hPa, a
+    land-sea mask; ``stats.nc`` inside over all times.
+    """
+    import xarray as xr
+
+    from sim.data.weather import compute_statistics, save_statistics
+    from sim.discretize.latlon import equiangular_grid
+
+    grid = equiangular_grid(9, 20)
+    steps = 16
+    rng = np.random.default_rng(0)
+    times = np.arange(steps) * np.timedelta64(6, "h") + np.datetime64("2020-01-01", "ns")
+    shape = (steps, 1, grid.nlat, grid.nlon)
+    lat = np.deg2rad(grid.lat)[None, None, :, None]
+    dims = ("time", "level", "latitude", "longitude")
+    data = {
+        "geopotential": (dims, (5.0e4 + 2.0e3 * np.sin(lat) + rng.normal(0, 300, shape)).astype(np.float32)),
+        "u_component_of_wind": (dims, (10 + 15 * np.cos(lat) + rng.normal(0, 5, shape)).astype(np.float32)),
+        "v_component_of_wind": (dims, rng.normal(0, 5, shape).astype(np.float32)),
+        "land_sea_mask": (("latitude", "longitude"), (rng.random(grid.shape) > 0.6).astype(np.float32)),
+    }
+    coords = {"time": times, "level": np.array([500]), "latitude": grid.lat, "longitude": grid.lon}
+    ds = xr.Dataset(data, coords=coords)
+    path = tmp_path_factory.mktemp("weather") / "swe.zarr"
+    ds.to_zarr(path, zarr_format=2, consolidated=True)
+    save_statistics(compute_statistics(ds, time_range=None), path / "stats.nc")
+    return path, grid

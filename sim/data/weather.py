@@ -526,7 +526,8 @@ def _open_store(path: Path, *, chunks=None) -> xr.Dataset:
 
 
 def _lead_steps(lead, step: np.timedelta64, where: str) -> int:
-    if isinstance(lead, (int, np.integer)) and not isinstance(lead, bool):
+    # np.timedelta64 is an np.integer: a duration, not a count of steps
+    if isinstance(lead, (int, np.integer)) and not isinstance(lead, (bool, np.timedelta64)):
         if lead < 1:
             raise ValueError(f"WeatherWindows: lead must be >= 1 data step, got {lead}")
         return int(lead)
@@ -795,21 +796,14 @@ class WeatherWindows(torch.utils.data.Dataset):
         x /= std
         inputs = torch.from_numpy(x[:h])  # [h, C, nlat, nlon]
         targets = torch.from_numpy(x[h:] if self.targets == "state" else targets)
-        times = self.times[frames][h:]
-        forcings = torch.stack(
-            [
-                torch.cat(
-                    [
-                        torch.from_numpy(
-                            time_forcings(t, self.grid.lon, self.grid.nlat, rotation=self.rotation)
-                        ),
-                        self._static,
-                    ]
-                )
-                for t in times
-            ]
-        )  # [H, F, nlat, nlon]
+        forcings = torch.stack([self.forcings_at(t) for t in self.times[frames][h:]])  # [H, F, nlat, nlon]
         return inputs, targets, forcings
+
+    def forcings_at(self, time) -> torch.Tensor:
+        """``[F, nlat, nlon]`` the forcings (``forcing_names``) at any time, in the data or beyond it (the
+        time forcings are computed, the static fields are fixed): what a rollout past the data needs."""
+        t = time_forcings(np.datetime64(time, "ns"), self.grid.lon, self.grid.nlat, rotation=self.rotation)
+        return torch.cat([torch.from_numpy(t), self._static])
 
     def close(self) -> None:
         """Close this process's handle on the store (an open Dataset given by the caller stays open)."""

@@ -27,6 +27,7 @@ weighted by cell area (:func:`~sim.discretize.latlon.area_weights`, mean 1), cha
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -140,6 +141,7 @@ def build_weather_stepper(config: ExperimentConfig, signature: dict) -> WeatherS
         diff_std=torch.tensor(signature["diff_std"], dtype=torch.float32),
         history=config.data.history,
         residual=config.train.residual,
+        step_seconds=float(signature.get("step_seconds", math.nan)),
     )
 
 
@@ -155,6 +157,7 @@ class WeatherStepper(nn.Module):
         mean, std, diff_std: ``[C]`` the windows' normalization (``diff_std`` over one model step).
         history: input states ``T``.
         residual: predict the change from the last state (GraphCast) rather than the state.
+        step_seconds: the model step (the time between states), for rollouts.
 
     Raises:
         DataFileError: winds without their partner, or forcings without the time and rotation channels.
@@ -172,9 +175,11 @@ class WeatherStepper(nn.Module):
         diff_std: torch.Tensor,
         history: int,
         residual: bool = True,
+        step_seconds: float = math.nan,
     ) -> None:
         super().__init__()
         self.grid, self.history, self.residual = grid, int(history), bool(residual)
+        self.step_seconds = float(step_seconds)
         self.channel_names, self.forcing_names = list(channel_names), list(forcing_names)
         C, F = len(self.channel_names), len(self.forcing_names)
         self.state_channels, self.forcing_channels = C, F

@@ -10,48 +10,21 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 
 from sim.config import ConfigError
 from sim.data.ns2d import DataFileError
-from sim.data.weather import PeriodConfig, WeatherWindows, compute_statistics, save_statistics
-from sim.discretize.latlon import equiangular_grid, longitude_roll
+from sim.data.weather import PeriodConfig, WeatherWindows
+from sim.discretize.latlon import longitude_roll
 from sim.models.registry import ModelConfig
 from sim.train import train
 from sim.train.config import DataSpec, ExperimentConfig, TrainSpec
 from sim.train.engine import load_stepper
 from sim.train.weather import build_weather_stepper, weather_signature, wind_channels
 
-GRID = equiangular_grid(9, 20)  # 18 degree spacing: rolls by 72 degrees are symmetries of the mesh too
-STEPS = 16
-
-
-def _dataset(seed: int = 0) -> xr.Dataset:
-    rng = np.random.default_rng(seed)
-    times = np.arange(STEPS) * np.timedelta64(6, "h") + np.datetime64("2020-01-01", "ns")
-    shape = (STEPS, 1, GRID.nlat, GRID.nlon)
-    lat = np.deg2rad(GRID.lat)[None, None, :, None]
-    z = 5.0e4 + 2.0e3 * np.sin(lat) + rng.normal(0, 300, shape)
-    u = 10 + 15 * np.cos(lat) + rng.normal(0, 5, shape)
-    v = rng.normal(0, 5, shape)
-    dims = ("time", "level", "latitude", "longitude")
-    data = {
-        "geopotential": (dims, z.astype(np.float32)),
-        "u_component_of_wind": (dims, u.astype(np.float32)),
-        "v_component_of_wind": (dims, v.astype(np.float32)),
-        "land_sea_mask": (("latitude", "longitude"), (rng.random(GRID.shape) > 0.6).astype(np.float32)),
-    }
-    coords = {"time": times, "level": np.array([500]), "latitude": GRID.lat, "longitude": GRID.lon}
-    return xr.Dataset(data, coords=coords)
-
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp("weather") / "swe.zarr"
-    ds = _dataset()
-    ds.to_zarr(path, zarr_format=2, consolidated=True)
-    save_statistics(compute_statistics(ds, time_range=None), path / "stats.nc")
-    return path
+def store(weather_store):
+    return weather_store[0]
 
 
 def _config(store, name: str, **train) -> ExperimentConfig:
@@ -99,16 +72,17 @@ def test_a_zero_residual_is_persistence(store, name):
     torch.testing.assert_close(nxt[0], x[-1].double(), atol=1e-12, rtol=0)
 
 
-def test_the_equivariant_stepper_commutes_with_a_zonal_roll(store):
+def test_the_equivariant_stepper_commutes_with_a_zonal_roll(weather_store):
     """Roll every field by 72 degrees and turn the sun with it (UTC 4.8 h earlier): the next state is the
     rolled one, exactly. The rotation axis is the polar axis, which the roll fixes."""
+    store, grid = weather_store
     win = _windows(store)
     torch.manual_seed(0)
     stepper = build_weather_stepper(_config(store, "equivariant_graphcast"), weather_signature(win)).double()
     stepper.eval()
     x, _, f = win[3]
     x, f = x[None].double(), f[0][None].double()  # [1, T, C, nlat, nlon], [1, F, nlat, nlon]
-    shift = longitude_roll(GRID, 72.0)
+    shift = longitude_roll(grid, 72.0)
     roll = lambda a: torch.roll(a, shift, dims=-1)  # noqa: E731
     names = stepper.forcing_names
     g = roll(f)
@@ -124,11 +98,12 @@ def test_the_equivariant_stepper_commutes_with_a_zonal_roll(store):
         assert (base(roll(x), g) - roll(base(x, f))).abs().max() > 1e-3
 
 
-def test_loss_weights_are_cell_areas(store):
+def test_loss_weights_are_cell_areas(weather_store):
+    store, grid = weather_store
     stepper = build_weather_stepper(_config(store, "graphcast"), weather_signature(_windows(store)))
     w = stepper.loss_weights(None)
-    assert w.shape == (1, 1, GRID.nlat, 1) and float(w.mean()) == pytest.approx(1.0)
-    assert float(w[0, 0, GRID.nlat // 2, 0]) > float(w[0, 0, 1, 0])  # the equator outweighs the polar rows
+    assert w.shape == (1, 1, grid.nlat, 1) and float(w.mean()) == pytest.approx(1.0)
+    assert float(w[0, 0, grid.nlat // 2, 0]) > float(w[0, 0, 1, 0])  # the equator outweighs the polar rows
 
 
 @pytest.mark.parametrize("name", ["equivariant_graphcast", "graphcast", "sfno"])
