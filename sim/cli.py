@@ -180,7 +180,10 @@ def _build_parser() -> argparse.ArgumentParser:
             "the initial frames and the forcing, to evaluate on a rotated/reflected test set. The model "
             "steps as many data frames as it was trained to (data.stride of its config), and the data must "
             "have the grid, domain, time step and viscosity it was trained on (--ignore-data-mismatch to "
-            "roll out anyway, e.g. an FNO at another resolution)."
+            "roll out anyway, e.g. an FNO at another resolution). Weather checkpoints (sphere models) roll "
+            "out from initial times of a canonical store (--period, --init-times, --init-every, --max-inits) "
+            "into WeatherBench2's layout (init_time x lead_time), past the end of the data if --steps asks "
+            "(a simulated year of 6-hourly steps is 1460), saving every --save-every-th lead."
         ),
         epilog="Example: sim rollout --checkpoint runs/p4m/checkpoints/last.pt --data runs/demo/ns2d_demo.nc "
         "--steps 200 --samples 6:8 --out runs/p4m/rollout.nc",
@@ -203,6 +206,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="meshes: roll out on the domain rotated by DEG degrees (results written in the data's frame)",
     )
     ro.add_argument("--mirror", action="store_true", help="meshes: mirror the domain (x -> -x) first")
+    ro.add_argument(
+        "--period", nargs=2, metavar=("START", "END"), help="weather: initial times within this period"
+    )
+    ro.add_argument("--init-times", nargs="+", metavar="TIME", help="weather: explicit initial times (ISO)")
+    ro.add_argument(
+        "--init-every", type=int, default=1, help="weather: every k-th initial time of the period"
+    )
+    ro.add_argument("--max-inits", type=int, help="weather: at most this many initial times")
+    ro.add_argument("--save-every", type=int, default=1, help="weather: write every k-th lead")
     ro.add_argument("--batch-size", type=int, default=8, help="samples rolled out together")
     ro.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     ro.add_argument("--overwrite", action="store_true", help="replace an existing OUT.nc")
@@ -233,6 +245,10 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--out", required=True, metavar="DIR", help="report folder (its parent must exist)")
     ev.add_argument("--title", default="Rollout evaluation", help="report title")
+    ev.add_argument(
+        "--truth", metavar="STORE", help="weather: the truth (default: the rollouts' data_file attribute)"
+    )
+    ev.add_argument("--climatology", metavar="FILE", help="weather: a climatology for ACC (WeatherBench2's)")
     ev.add_argument("--overwrite", action="store_true", help="replace existing report files")
     ev.set_defaults(func=_cmd_evaluate)
 
@@ -419,6 +435,33 @@ def _cmd_rollout(args: argparse.Namespace) -> int:
         "model_group": config.model.group,
     }
     hint = " (pass --ignore-data-mismatch to roll out anyway)"
+    if config.model.is_sphere:
+        from sim.evaluate.weather_rollout import rollout_weather_to_netcdf
+
+        if args.element is not None or args.rotate or args.mirror or args.samples or args.start:
+            raise ConfigError(
+                "--element/--rotate/--mirror/--samples/--start: a weather model takes --period, "
+                "--init-times, --init-every and --max-inits"
+            )
+        attrs.pop("model_group")
+        out = rollout_weather_to_netcdf(
+            stepper,
+            args.data,
+            args.out,
+            steps=args.steps,
+            period=tuple(args.period) if args.period else None,
+            init_times=args.init_times,
+            init_every=args.init_every,
+            max_inits=args.max_inits,
+            save_every=args.save_every,
+            batch_size=args.batch_size,
+            device=args.device,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            attrs=attrs,
+        )
+        print(f"wrote {out}")
+        return 0
     if config.model.is_mesh:
         from sim.data.cylinder import CylinderWindows
         from sim.evaluate.mesh_rollout import rollout_mesh_to_netcdf
@@ -492,6 +535,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     kinds = {kind for _, _, kind in named}
     if len(kinds) > 1:
         raise DataFileError(f"rollouts of different kinds ({sorted(kinds)}) cannot share one report")
+    if kinds == {"weather"}:  # WeatherBench2 scores, spectra, stability
+        from sim.evaluate.weather_report import format_weather_summary, write_weather_report
+
+        rows = write_weather_report(
+            [(name, path) for name, path, _ in named],
+            args.out,
+            truth=args.truth,
+            climatology=args.climatology,
+            title=args.title,
+            overwrite=args.overwrite,
+        )
+        print(format_weather_summary(rows))
+        print(f"\nreport: {Path(args.out) / 'report.md'}")
+        return 0
+    if args.truth or args.climatology:
+        raise DataFileError("--truth/--climatology: only weather rollouts take them")
     if kinds == {"cylinder"}:  # mesh rollouts: velocity RMSE per lead, Strouhal numbers, mesh plots
         rows = write_mesh_report(
             [(name, path) for name, path, _ in named], args.out, title=args.title, overwrite=args.overwrite

@@ -38,7 +38,7 @@ class DataSpec:
     train_samples: tuple[int, int] = cfield((0, 6), **_sample_range())
     val_samples: tuple[int, int] = cfield((6, 8), **_sample_range())
     num_workers: int = cfield(0, **nonnegative())
-    # weather (sphere models): a canonical store (sim weather prepare), split by time
+    # weather (sphere models): a canonical store (sim data prepare), split by time
     train_period: PeriodConfig | None = cfield(None, doc="weather: the training period (start, end)")
     val_period: PeriodConfig | None = cfield(None, doc="weather: the validation period (start, end)")
     variables: tuple[str, ...] | None = cfield(None, doc="weather: state variables; all when null")

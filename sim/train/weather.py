@@ -89,7 +89,7 @@ def weather_windows(config: ExperimentConfig, split: str, horizon: int) -> Weath
         raise ConfigError(f"data.{split}_period: expected a period for a weather model, got none")
     if not Path(d.path).exists():
         raise DataFileError(
-            f"{d.path}: no such store or file (data.path); make one with `sim weather prepare`"
+            f"{d.path}: no such store or file (data.path); make one with `sim data prepare`"
         )
     return WeatherWindows(
         d.path,

@@ -13,8 +13,8 @@ import torch
 
 from sim.config import ConfigError
 from sim.data.ns2d import DataFileError
-from sim.data.weather import PeriodConfig, WeatherWindows
-from sim.discretize.latlon import longitude_roll
+from sim.data.weather import TIME_FORCINGS, PeriodConfig, WeatherWindows
+from sim.discretize.latlon import equiangular_grid, longitude_roll
 from sim.models.registry import ModelConfig
 from sim.train import train
 from sim.train.config import DataSpec, ExperimentConfig, TrainSpec
@@ -142,3 +142,36 @@ def test_weather_config_errors(store, tmp_path):
         ConfigError, match=r"in_fields: sphere models take their channels from data\.variables"
     ):
         ModelConfig(name="graphcast", in_fields="1x scalar")
+
+
+def test_the_shipped_weather_configs_load_and_have_matched_sizes():
+    """The study's three configs have about the same parameter count on its data (one geopotential and one
+    wind at 500 hPa, 2 input states, no static fields); the ERA5 config loads."""
+    from pathlib import Path
+
+    from sim.config import load_config
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "weather"
+    assert {p.name for p in root.glob("*.yaml")} >= {
+        "equivariant_graphcast.yaml",
+        "graphcast.yaml",
+        "sfno.yaml",
+    }
+    grid = equiangular_grid(32, 64)
+    signature = {
+        "lat": list(grid.lat),
+        "lon": list(grid.lon),
+        "channels": ["geopotential@500", "u_component_of_wind@500", "v_component_of_wind@500"],
+        "forcings": list(TIME_FORCINGS),
+        "step_seconds": 21600.0,
+        "mean": [0.0] * 3,
+        "std": [1.0] * 3,
+        "diff_std": [1.0] * 3,
+    }
+    counts = {}
+    for name in ("equivariant_graphcast", "graphcast", "sfno"):
+        config = load_config(ExperimentConfig, root / f"{name}.yaml")
+        counts[name] = build_weather_stepper(config, signature).model.num_parameters()  # complex: 2
+    assert counts == {"equivariant_graphcast": 558_385, "graphcast": 541_155, "sfno": 591_488}
+    era5 = load_config(ExperimentConfig, root / "era5_5625.yaml")
+    assert era5.model.is_sphere and era5.data.levels is None
