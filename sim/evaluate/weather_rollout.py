@@ -88,6 +88,10 @@ def _windows(stepper: WeatherStepper, data, period, stats) -> WeatherWindows:
         time_range=period,
         targets="state",
     )
+    if win.grid != stepper.grid:
+        raise DataFileError(
+            f"{win.where}: grid {win.grid!r} differs from the one the model was trained on, {stepper.grid!r}"
+        )
     if list(win.channel_names) != list(stepper.channel_names):
         raise DataFileError(
             f"{win.where}: channels {win.channel_names} differ from the stepper's {stepper.channel_names}"

@@ -8,6 +8,7 @@ import pytest
 import torch
 import xarray as xr
 
+from sim.data.ns2d import DataFileError
 from sim.data.weather import PeriodConfig, WeatherWindows
 from sim.discretize.latlon import area_weights
 from sim.evaluate.weather_metrics import evaluate_forecast
@@ -103,3 +104,37 @@ def test_bad_arguments(weather_store, tmp_path):
             stepper, store, tmp_path / "y.nc", steps=1, init_times=["1999-01-01"], progress=False
         )
     assert not (tmp_path / "y.nc").exists()
+
+
+def test_a_checkpoint_on_other_variables_or_another_grid_is_refused(weather_store, tmp_path):
+    from sim.discretize.latlon import equiangular_grid
+    from sim.train.weather import WeatherStepper
+
+    store, grid = weather_store
+    stepper, win = _stepper(store)
+    model = ModelConfig(name="graphcast", latent=8, blocks=1, mesh_splits=2)
+    kw = dict(forcing_names=win.forcing_names, history=2, step_seconds=21600.0)
+    other = WeatherStepper(
+        model,
+        grid=grid,
+        channel_names=["temperature@500"],
+        mean=torch.zeros(1),
+        std=torch.ones(1),
+        diff_std=torch.ones(1),
+        **kw,
+    )
+    with pytest.raises(DataFileError, match=r"missing variable\(s\) temperature"):
+        rollout_weather_to_netcdf(other, store, tmp_path / "a.nc", steps=1, progress=False)
+    coarse = WeatherStepper(
+        model,
+        grid=equiangular_grid(7, 20),
+        channel_names=win.channel_names,
+        mean=win.mean,
+        std=win.std,
+        diff_std=win.diff_std,
+        **kw,
+    )
+    with pytest.raises(
+        DataFileError, match=r"grid LatLonGrid\(9 x 20.*differs from the one the model was trained on"
+    ):
+        rollout_weather_to_netcdf(coarse, store, tmp_path / "b.nc", steps=1, progress=False)
