@@ -233,7 +233,11 @@ def _build_parser() -> argparse.ArgumentParser:
             "Compare rollouts with the ground truth of their data file, per lead time: relative L2 error, "
             "RMSE, correlation, enstrophy, energy spectra, the time until the error crosses 0.1 and 0.5, "
             "divergence. Writes metrics (netCDF + CSV), PNG plots (error against lead time for all models, "
-            "snapshots, spectra) and report.md into OUT, and prints the summary table."
+            "snapshots, spectra) and report.md into OUT, and prints the summary table. Weather rollouts: "
+            "WeatherBench2's latitude-weighted RMSE, bias (and ACC with --climatology) per lead, variable, "
+            "level and region against persistence, zonal energy spectra, kinetic energy over the whole "
+            "rollout (stability) and the step where a model diverges, against --truth (default: the "
+            "store the rollout started from)."
         ),
         epilog="Example: sim evaluate P4M=runs/p4m/rollout.nc P4M=runs/p4m/rollout_g5.nc "
         "CNN=runs/cnn/rollout.nc "

@@ -423,3 +423,37 @@ def test_a_velocity_model_trains_rolls_out_and_is_evaluated_on_vorticity(tmp_pat
     assert main(["train", "--config", str(bad), "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "data.state 'velocity' is 1x vector, got '1x pseudoscalar'" in err
+
+
+def test_weather_train_rollout_evaluate_end_to_end(weather_store, tmp_path, capsys):
+    """sim train (a configs/weather model, shrunk) -> sim rollout past the data -> sim evaluate."""
+    store, _ = weather_store
+    run, rollout = tmp_path / "run", tmp_path / "r.nc"
+    tiny = [
+        f"data.path={store}",
+        "data.train_period={start: '2020-01-01', end: '2020-01-03'}",
+        "data.val_period={start: '2020-01-03T06', end: '2020-01-04T18'}",
+        "model.latent=8",
+        "model.blocks=1",
+        "model.vectors=2",
+        "model.mesh_splits=2",
+        "train.steps=2",
+        "train.batch_size=2",
+        "train.unroll=1",
+        "train.unroll_every=0",
+        "train.warmup_steps=0",
+        "train.val_every=2",
+        "train.checkpoint_every=2",
+        "train.device=cpu",
+    ]
+    config = str(ROOT / "configs/weather/equivariant_graphcast.yaml")
+    assert main(["train", "--config", config, "--out", str(run), "--no-progress", *tiny]) == 0
+    ckpt = str(run / "checkpoints" / "last.pt")
+    args = ["rollout", "--checkpoint", ckpt, "--data", str(store), "--out", str(rollout), "--no-progress"]
+    assert main([*args, "--steps", "24", "--save-every", "2", "--max-inits", "2", "--init-every", "3"]) == 0
+    assert main([*args, "--steps", "2", "--element", "1", "--overwrite"]) == 2  # grid-model options
+    assert "--element" in capsys.readouterr().err
+    assert main(["evaluate", f"EqGC={rollout}", "--out", str(tmp_path / "eval")]) == 0
+    printed = capsys.readouterr().out
+    assert "EqGC" in printed and "persistence" in printed
+    assert (tmp_path / "eval" / "report.md").is_file() and (tmp_path / "eval" / "stability.png").is_file()

@@ -11,7 +11,8 @@ evaluate_mesh_rollout("egnn.nc") or write_mesh_report([("EGNN", "egnn.nc"), ("EG
 Weather: WeatherBench2's metrics on forecasts in its layout (init_time x lead_time), in
 sim.evaluate.weather_metrics (whose rmse/bias/acc are per variable and level):
 evaluate_forecast(forecast, truth, climatology=clim), zonal_energy_spectrum(ds),
-persistence_forecast(truth, init_times, lead_times).
+persistence_forecast(truth, init_times, lead_times); rollout_weather_to_netcdf(stepper, store, "r.nc",
+steps=1460) streams a year of 6-hourly steps, write_weather_report([("EqGC", "r.nc")], dir) scores it.
 """
 
 from sim.evaluate._common import element_name
@@ -45,8 +46,13 @@ from sim.evaluate.weather_metrics import (
     write_metrics_netcdf,
     zonal_energy_spectrum,
 )
+from sim.evaluate.weather_report import format_weather_summary, write_weather_report
+from sim.evaluate.weather_rollout import rollout_weather_to_netcdf
 
 __all__ = [
+    "rollout_weather_to_netcdf",
+    "write_weather_report",
+    "format_weather_summary",
     "zonal_energy_spectrum",
     "write_metrics_netcdf",
     "persistence_forecast",
