@@ -216,6 +216,7 @@ class _SphereModel(nn.Module):
         self.out_scalars, self.out_vectors = out_scalars, out_vectors
         self.global_vectors, self.latent, self.steps = global_vectors, latent, steps
         self.checkpoint = bool(checkpoint)
+        self._graph_checked: tuple | None = None
 
     def num_parameters(self) -> int:
         """Number of trainable parameters."""
@@ -245,16 +246,20 @@ class _SphereModel(nn.Module):
             check_shape(what, "global_vectors", global_vectors, (B, self.global_vectors, 3), "B K d")
         elif global_vectors is not None:
             raise ValueError(f"{what}: got global_vectors but the model was built with global_vectors=0")
-        _check_bipartite(what, "graph.g2m", graph.g2m, G, M)
-        check_edge_index(what, graph.mesh, M)
-        _check_bipartite(what, "graph.m2g", graph.m2g, M, G)
-        if torch.unique(graph.g2m[0]).numel() != G:
-            raise ValueError(f"{what}: graph.g2m leaves grid points without an edge to the mesh")
-        if torch.unique(graph.m2g[1]).numel() != G:
-            raise ValueError(f"{what}: graph.m2g leaves grid points without an edge from the mesh")
+        key = tuple((t.data_ptr(), tuple(t.shape), t._version) for t in graph[2:]) + (G, M)
+        if key != self._graph_checked:  # the edges are checked once per graph (they cost a sort)
+            _check_bipartite(what, "graph.g2m", graph.g2m, G, M)
+            check_edge_index(what, graph.mesh, M)
+            _check_bipartite(what, "graph.m2g", graph.m2g, M, G)
+            if torch.unique(graph.g2m[0]).numel() != G:
+                raise ValueError(f"{what}: graph.g2m leaves grid points without an edge to the mesh")
+            if torch.unique(graph.m2g[1]).numel() != G:
+                raise ValueError(f"{what}: graph.m2g leaves grid points without an edge from the mesh")
+            self._graph_checked = key
         return B, G, M
 
     def _process(self, blocks, state: tuple, sender, receiver) -> tuple:
+        """Blocks in turn; with ``checkpoint`` each recomputes its activations in the backward pass."""
         for block in blocks:
             if self.checkpoint and torch.is_grad_enabled():
                 state = _checkpoint(block.forward_internal, *state, sender, receiver, use_reentrant=False)
@@ -314,8 +319,8 @@ class EquivariantSphereNet(_SphereModel):
         latent: width of scalar features and hidden layers.
         vectors: vector channels on nodes and edges.
         steps: processor blocks.
-        checkpoint: recompute each processor block in the backward pass instead of keeping its
-            activations (GraphCast's memory saving at 0.25 degrees); the same numbers.
+        checkpoint: recompute each block (encoder, processor, decoder) in the backward pass instead of
+            keeping its activations (GraphCast's memory saving at 0.25 degrees); the same numbers.
 
     Raises:
         ValueError: a bad argument; in ``forward`` inputs that do not fit (one line naming the value).
@@ -380,7 +385,7 @@ class EquivariantSphereNet(_SphereModel):
         direction = x / length.clamp_min(torch.finfo(x.dtype).tiny)  # 0 for coincident points
         a = self.edge_norms[k](out[:, :L])
         w = self.edge_vnorms[k](out[:, None, L:] * direction[:, :, None])  # [E, 3, C]
-        return a.repeat(batch, 1), w.repeat(batch, 1, 1)
+        return (a, w) if batch == 1 else (a.repeat(batch, 1), w.repeat(batch, 1, 1))
 
     def forward(
         self,
@@ -406,7 +411,7 @@ class EquivariantSphereNet(_SphereModel):
         v = torch.cat([v_g.view(B, G, 3, C), v_m.view(B, M, 3, C)], 1).reshape(B * (G + M), 3, C)
         a, w = self._edges(0, gpos, mpos, graph.g2m, B)
         sender, receiver = _batched(graph.g2m, B, G + M, receive=G)
-        s, v, _, _ = self.encoder.forward_internal(s, v, a, w, sender, receiver)
+        s, v, _, _ = self._process([self.encoder], (s, v, a, w), sender, receiver)
         s, v = s.view(B, G + M, L), v.view(B, G + M, 3, C)
         sm, vm = s[:, G:].reshape(B * M, L), v[:, G:].reshape(B * M, 3, C)
         a, w = self._edges(1, mpos, mpos, graph.mesh, B)
@@ -415,7 +420,7 @@ class EquivariantSphereNet(_SphereModel):
         v = torch.cat([v[:, :G], vm.view(B, M, 3, C)], 1).reshape(B * (G + M), 3, C)
         a, w = self._edges(2, mpos, gpos, graph.m2g, B)
         sender, receiver = _batched(graph.m2g, B, G + M, send=G)
-        s, v, _, _ = self.decoder.forward_internal(s, v, a, w, sender, receiver)
+        s, v, _, _ = self._process([self.decoder], (s, v, a, w), sender, receiver)
         s_g = s.view(B, G + M, L)[:, :G].reshape(B * G, L)
         v_g = v.view(B, G + M, 3, C)[:, :G].reshape(B * G, 3, C)
         out = self.head((s_g, None))  # [B G, out_scalars + out_vectors C]
@@ -484,7 +489,8 @@ class GraphCastNet(_SphereModel):
     def _edges(self, k: int, pos_s, pos_r, frame_r, edge_index, batch: int) -> torch.Tensor:
         x, length = _edge_geometry(pos_s, pos_r, edge_index)
         local = torch.einsum("eij,ej->ei", frame_r.index_select(0, edge_index[1]), x)  # east, north, up
-        return self.edge_embed[k]((length, None), (local, None)).repeat(batch, 1)
+        e = self.edge_embed[k]((length, None), (local, None))
+        return e if batch == 1 else e.repeat(batch, 1)
 
     def forward(
         self,
@@ -516,14 +522,14 @@ class GraphCastNet(_SphereModel):
         )
         h = torch.cat([h_g.view(B, G, L), h_m.view(B, M, L)], 1).reshape(B * (G + M), L)
         e = self._edges(0, gpos, mpos, mframe, graph.g2m, B)
-        h, _ = self.encoder.forward_internal(h, e, *_batched(graph.g2m, B, G + M, receive=G))
+        h, _ = self._process([self.encoder], (h, e), *_batched(graph.g2m, B, G + M, receive=G))
         h = h.view(B, G + M, L)
         hm = h[:, G:].reshape(B * M, L)
         e = self._edges(1, mpos, mpos, mframe, graph.mesh, B)
         hm, _ = self._process(self.blocks, (hm, e), *_batched(graph.mesh, B, M))
         h = torch.cat([h[:, :G], hm.view(B, M, L)], 1).reshape(B * (G + M), L)
         e = self._edges(2, mpos, gpos, gframe, graph.m2g, B)
-        h, _ = self.decoder.forward_internal(h, e, *_batched(graph.m2g, B, G + M, send=G))
+        h, _ = self._process([self.decoder], (h, e), *_batched(graph.m2g, B, G + M, send=G))
         out = self.head((h.view(B, G + M, L)[:, :G].reshape(B * G, L), None))  # [B G, S + 2 V]
         S, V = self.out_scalars, self.out_vectors
         uv = out[:, S:].view(B, G, V, 2)
