@@ -469,7 +469,8 @@ def section_text(blocks: dict[str, str]) -> str:
         "",
         "`scripts/bench_sphere.py`: `EquivariantSphereNet` and `GraphCastNet` (`sim.models.sphere`) on "
         "GraphCast's graphs (`sphere_graph`) at 5.625° (32×64 without poles, M0–M4), 1.5° (121×240, M0–M5) "
-        "and 0.25° (721×1440, M0–M6), with and without gradient checkpointing of the processor blocks "
+        "and 0.25° (721×1440, M0–M6), with and without gradient checkpointing of every block (encoder, "
+        "processor, decoder) "
         "(`checkpoint=True`); batch 1, float32. A step: gradients cleared, forward, MSE loss against random "
         "targets, backward (no optimizer update). Each row runs in a fresh process; its step is timed "
         "alternately with the reference (`sim.runtime.time_interleaved`, 2 warm-up calls each, medians). "
