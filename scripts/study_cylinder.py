@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             ]
         elif args.steps is not None:
             overrides += [f"train.steps={args.steps}", f"train.val_every={args.steps}",
-                          f"train.checkpoint_every={args.steps}"]  # fmt: skip
+                          f"train.checkpoint_every={min(args.steps, 100)}"]  # fmt: skip
         config = load_config(ExperimentConfig, mapping, overrides)
         run = out / key
         print(f"== {name} -> {run}")

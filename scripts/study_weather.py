@@ -185,7 +185,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         elif args.steps is not None:
             unroll_every = max(1, args.steps // 5)
             overrides += [f"train.steps={args.steps}", f"train.val_every={args.steps}",
-                          f"train.checkpoint_every={args.steps}", f"train.unroll_every={unroll_every}",
+                          f"train.checkpoint_every={min(args.steps, 100)}",
+                          f"train.unroll_every={unroll_every}",
                           f"train.warmup_steps={min(100, args.steps // 10)}"]  # fmt: skip
         config = load_config(ExperimentConfig, mapping, overrides)
         run = out / key

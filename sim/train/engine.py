@@ -23,6 +23,7 @@ uninterrupted one. Under ``torchrun`` (``WORLD_SIZE > 1``) the global batch is s
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import math
 import os
@@ -492,7 +493,7 @@ def train(
         )
     optimizer = torch.optim.AdamW(core.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
-    start = 0
+    start, prior_seconds = 0, 0.0
     if resume:
         ckpt = load_checkpoint(ckpt_path, map_location=device)
         if ckpt["layout"] != _layout(config, core):
@@ -504,6 +505,7 @@ def train(
         scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
         start = int(ckpt["step"])
+        prior_seconds = float(ckpt.get("train_seconds", math.nan))
         if rank == 0:
             write_config(config, out_dir / "config.yaml")  # as resumed (overrides included)
     elif rank == 0:
@@ -541,6 +543,7 @@ def train(
         dynamic_ncols=True,
     )
     tick, seen = time.perf_counter(), 0
+    began = tick  # the wall time of this call, added to the checkpoint's "train_seconds"
     stepper.train()
     step = start
     for step, batch in zip(range(start, stop), loader, strict=True):
@@ -600,6 +603,7 @@ def train(
                     "layout": _layout(config, core),
                     "data": signature,
                     "metrics": {"loss": loss_value, "val_loss_1": val1},
+                    "train_seconds": prior_seconds + (time.perf_counter() - began),
                 },
             )
     bar.close()
@@ -640,24 +644,46 @@ _TRAIN_SECONDS = "study_train_seconds.txt"  # beside a run: its wall time, for s
 
 
 def finished_run(run: str | os.PathLike, config: ExperimentConfig) -> tuple[Path | None, float]:
-    """A finished training run of exactly ``config`` in folder ``run`` (for studies that reuse runs).
+    """A finished training run of ``config`` in folder ``run`` (for studies that reuse runs): the same
+    experiment up to how often it logged, validated and checkpointed, and on which device.
 
     Returns:
         ``(checkpoint, train_seconds)``: the checkpoint when it holds ``config`` trained to
-        ``config.train.steps``, else None; the seconds recorded by :func:`train_or_reuse` (NaN when
-        absent).
+        ``config.train.steps``, else None; its training wall time, summed over resumed parts (NaN when
+        not recorded).
     """
+    ckpt, step, seconds = _run_state(run, config)
+    return (ckpt, seconds) if ckpt is not None and step == config.train.steps else (None, math.nan)
+
+
+_BOOKKEEPING = ("log_every", "val_every", "val_batches", "checkpoint_every", "device")
+
+
+def _same_training(stored: ExperimentConfig, config: ExperimentConfig) -> bool:
+    """The same experiment up to bookkeeping that does not change the weights (how often to log,
+    validate and checkpoint, the device, data-loader workers)."""
+    keep = {k: getattr(config.train, k) for k in _BOOKKEEPING}
+    data = dataclasses.replace(stored.data, num_workers=config.data.num_workers)
+    return dataclasses.replace(stored, train=dataclasses.replace(stored.train, **keep), data=data) == config
+
+
+def _run_state(run: str | os.PathLike, config: ExperimentConfig) -> tuple[Path | None, int, float]:
+    """``(checkpoint, step, train_seconds)`` of a run of exactly ``config`` in ``run``; ``(None, 0, nan)``
+    when there is none."""
     ckpt = Path(run) / "checkpoints" / "last.pt"
     if not ckpt.is_file():
-        return None, math.nan
+        return None, 0, math.nan
     try:
         _, stored, raw = load_stepper(ckpt)
     except CheckpointError:
-        return None, math.nan
-    if stored != config or int(raw["step"]) != config.train.steps:
-        return None, math.nan
-    timing = Path(run) / _TRAIN_SECONDS
-    return ckpt, float(timing.read_text()) if timing.is_file() else math.nan
+        return None, 0, math.nan
+    if not _same_training(stored, config) or int(raw["step"]) > config.train.steps:
+        return None, 0, math.nan
+    seconds = float(raw.get("train_seconds", math.nan))
+    timing = Path(run) / _TRAIN_SECONDS  # runs written before checkpoints carried their time
+    if not math.isfinite(seconds) and timing.is_file():
+        seconds = float(timing.read_text())
+    return ckpt, int(raw["step"]), seconds
 
 
 def train_or_reuse(
@@ -669,18 +695,20 @@ def train_or_reuse(
     progress: bool = True,
 ) -> tuple[Path, float, bool]:
     """Train ``config`` into ``run`` and record its wall time, or, with ``reuse``, keep a finished run of
-    exactly this config (:func:`finished_run`; a run of another config is then replaced).
+    exactly this config (:func:`finished_run`) or resume an unfinished one from its last checkpoint (a
+    study stopped part way goes on where it was); a run of another config is replaced.
 
     Returns:
-        ``(checkpoint, train_seconds, reused)``.
+        ``(checkpoint, train_seconds, reused)``: ``reused`` when nothing was trained; ``train_seconds``
+        summed over the resumed parts.
     """
-    if reuse:
-        ckpt, seconds = finished_run(run, config)
-        if ckpt is not None:
-            return ckpt, seconds, True
-    t0 = time.perf_counter()
-    ckpt = train(config, run, overwrite=overwrite or reuse, progress=progress).checkpoint
-    seconds = time.perf_counter() - t0
+    ckpt, step, seconds = _run_state(run, config) if reuse else (None, 0, math.nan)
+    if ckpt is not None and step == config.train.steps:
+        return ckpt, seconds, True
+    resume = ckpt is not None
+    ckpt = train(config, run, resume=resume, overwrite=(overwrite or reuse) and not resume, progress=progress)
+    ckpt = ckpt.checkpoint
+    seconds = _run_state(run, config)[2]
     with atomic_output(Path(run) / _TRAIN_SECONDS, overwrite=True) as tmp:
         tmp.write_text(f"{seconds:.3f}\n")
     return ckpt, seconds, False

@@ -89,6 +89,24 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(data_path, tm
         assert (tmp_path / "split" / name).is_file()
 
 
+def test_train_or_reuse_keeps_finished_runs_and_resumes_unfinished_ones(data_path, tmp_path):
+    from sim.train.engine import finished_run, train_or_reuse
+
+    config = _config(data_path)
+    train(config, tmp_path / "full", progress=False)
+    train(config, tmp_path / "split", progress=False, stop_after=3)  # a study stopped part way
+    assert finished_run(tmp_path / "split", config) == (None, pytest.approx(float("nan"), nan_ok=True))
+    first = torch.load(tmp_path / "split" / "checkpoints" / "last.pt", weights_only=True)["train_seconds"]
+    ckpt, seconds, reused = train_or_reuse(config, tmp_path / "split", reuse=True, progress=False)
+    assert not reused and seconds > first > 0  # the time of both parts
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # went on where it stopped, as resume does
+    assert train_or_reuse(config, tmp_path / "split", reuse=True, progress=False) == (ckpt, seconds, True)
+    other = _config(data_path, lr=5e-4)  # another config: trained afresh in the same folder
+    _, _, reused = train_or_reuse(other, tmp_path / "split", reuse=True, progress=False)
+    assert not reused and finished_run(tmp_path / "split", other)[0] is not None
+
+
 def test_seeded_runs_reproduce_and_seeds_matter(data_path, tmp_path):
     config = _config(data_path, steps=3)
     a = train(config, tmp_path / "a", progress=False)
