@@ -37,9 +37,16 @@ from torch import nn
 from sim.config import ConfigError
 from sim.data.ns2d import DataFileError
 from sim.data.weather import TIME_FORCINGS, WeatherWindows, solar_direction
-from sim.discretize.latlon import LatLonGrid, area_weights, grid_from_coords, tangent_frame
+from sim.discretize.latlon import (
+    LatLonGrid,
+    area_weights,
+    grid_from_coords,
+    tangent_frame,
+    vector_to_wind,
+    wind_to_vector,
+)
 from sim.models.registry import build_sphere_model
-from sim.models.sphere import EquivariantSphereNet, SphereGraph, sphere_graph
+from sim.models.sphere import SphereGraph, sphere_graph
 from sim.train.config import ExperimentConfig
 
 __all__ = [
@@ -88,9 +95,7 @@ def weather_windows(config: ExperimentConfig, split: str, horizon: int) -> Weath
     if period is None:
         raise ConfigError(f"data.{split}_period: expected a period for a weather model, got none")
     if not Path(d.path).exists():
-        raise DataFileError(
-            f"{d.path}: no such store or file (data.path); make one with `sim data prepare`"
-        )
+        raise DataFileError(f"{d.path}: no such store or file (data.path); make one with `sim data prepare`")
     return WeatherWindows(
         d.path,
         stats=d.stats,
@@ -228,7 +233,6 @@ class WeatherStepper(nn.Module):
             out_channels=C,
             grid=grid,
         )
-        self.equivariant = isinstance(self.model, EquivariantSphereNet)
 
     # -- scales (recomputed from the buffers, so that loading a checkpoint is all it takes) --------
     @property
@@ -286,8 +290,7 @@ class WeatherStepper(nn.Module):
         u = phys[:, :, self._u] / sigma[:, None]  # [B, T, W, G]
         v = phys[:, :, self._v] / sigma[:, None]
         frame = self.frame.to(history.dtype)
-        vectors = (u[..., None] * frame[:, 0] + v[..., None] * frame[:, 1]).permute(0, 3, 1, 2, 4)
-        vectors = vectors.reshape(B, G, T * self.num_winds, 3)
+        vectors = wind_to_vector(u, v, frame).permute(0, 3, 1, 2, 4).reshape(B, G, T * self.num_winds, 3)
         at0 = f[:, :, 0]  # [B, F]: the time and rotation forcings are the same everywhere
         sun = solar_direction(*at0[:, self._sun].unbind(-1))  # [B, 3]
         glob = torch.stack([at0[:, self._rotation], sun], 1)  # [B, 2, 3]
@@ -298,8 +301,7 @@ class WeatherStepper(nn.Module):
         out_s, out_v = self.model(
             scalars if scalars.shape[-1] else None, vectors if self.num_winds else None, glob, graph
         )
-        du = (out_v * frame[:, 0][None, :, None]).sum(-1).transpose(1, 2)  # [B, W, G]
-        dv = (out_v * frame[:, 1][None, :, None]).sum(-1).transpose(1, 2)
+        du, dv = vector_to_wind(out_v.transpose(1, 2), frame)  # [B, W, G] each
         nxt = torch.empty(B, C, G, dtype=history.dtype, device=history.device)
         s_out = out_s.transpose(1, 2)  # [B, S, G]
         if self.residual:
