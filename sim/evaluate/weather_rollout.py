@@ -251,7 +251,6 @@ def _create(nc, win, variables, levels, where, init, saved, step, n_init) -> Non
     v = nc.createVariable("longitude", "f8", ("longitude",))
     v.units = "degrees_east"
     v[:] = win.grid.lon
-    chunk = (1, 1) + ((1,) if levels else ()) + (nlat, nlon)
     for var in variables:
         has_level = any(li is not None for _, li in where[var])
         dims = ("init_time", "lead_time") + (("level",) if has_level else ()) + ("latitude", "longitude")
@@ -261,7 +260,7 @@ def _create(nc, win, variables, levels, where, init, saved, step, n_init) -> Non
             dims,
             zlib=True,
             complevel=1,
-            chunksizes=chunk[: len(dims) - 2] + chunk[-2:],
+            chunksizes=(1,) * (len(dims) - 2) + (nlat, nlon),  # one field per chunk
             fill_value=np.float32(np.nan),
         )
         v.long_name = f"predicted {var}"
@@ -280,18 +279,17 @@ def _roll(
     std, mean = stepper.std.to(dev)[:, None, None], stepper.mean.to(dev)[:, None, None]
     diverged = np.full(B, -1, dtype=np.int32)
     alive = torch.ones(B, dtype=torch.bool, device=dev)
-    window = x
-    for k in range(1, steps + 1):
-        times = init + k * step
-        f = torch.stack([win.forcings_at(t) for t in times]).to(dev, x.dtype)  # [B, F, nlat, nlon]
-        nxt = stepper(window, f)
+
+    def forcings(i: int) -> torch.Tensor:  # [B, F, nlat, nlon] at the valid time of step i + 1
+        return torch.stack([win.forcings_at(t) for t in init + (i + 1) * step]).to(dev, x.dtype)
+
+    # samples never mix in a batch, so a diverged one is carried along and only masked in the output
+    for k, nxt in enumerate(stepper.rollout(x, forcings, steps), start=1):
         bad = ~torch.isfinite(nxt).all(dim=(1, 2, 3)) | (nxt.abs().amax(dim=(1, 2, 3)) > blowup)
         newly = bad & alive
         if newly.any():
             diverged[newly.cpu().numpy()] = k
             alive &= ~bad
-        nxt = torch.where(alive[:, None, None, None], nxt, torch.zeros_like(nxt))  # keep the dead finite
-        window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
         bar.update(B)
         if k % save_every:
             continue
