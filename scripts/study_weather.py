@@ -103,23 +103,29 @@ def _data(
     return store
 
 
-def _periods(store: Path) -> tuple[tuple[str, str], tuple[str, str], tuple[str, str]]:
-    """Train, validation and test periods of the study store: all trajectories but the last two, the
-    second to last, the last (trajectories are separated by gaps in time)."""
+def _trajectories(store: Path, period: tuple[str, str] | None = None) -> list[np.ndarray]:
+    """The store's times in ``period`` (all when None), one array per trajectory: the trajectories are
+    separated by gaps longer than the data step."""
     import xarray as xr
 
     with xr.open_zarr(store) as ds:
         times = ds["time"].values
-    gaps = np.flatnonzero(np.diff(times) > np.diff(times).min()) + 1
-    starts = np.concatenate([[0], gaps])
-    ends = np.concatenate([gaps - 1, [len(times) - 1]])
-    if len(starts) < 3:
-        raise SystemExit(f"{store}: {len(starts)} trajectories; the study needs at least 3")
-    iso = lambda i: str(times[i])[:19]  # noqa: E731
+    if period is not None:
+        times = times[(times >= np.datetime64(period[0])) & (times <= np.datetime64(period[1]))]
+    return np.split(times, np.flatnonzero(np.diff(times) > np.diff(times).min()) + 1)
+
+
+def _periods(store: Path) -> tuple[tuple[str, str], tuple[str, str], tuple[str, str]]:
+    """Train, validation and test periods of the study store: all trajectories but the last two, the
+    second to last, the last."""
+    segments = _trajectories(store)
+    if len(segments) < 3:
+        raise SystemExit(f"{store}: {len(segments)} trajectories; the study needs at least 3")
+    iso = lambda t: str(t)[:19]  # noqa: E731
     return (
-        (iso(starts[0]), iso(ends[-3])),
-        (iso(starts[-2]), iso(ends[-2])),
-        (iso(starts[-1]), iso(ends[-1])),
+        (iso(segments[0][0]), iso(segments[-3][-1])),
+        (iso(segments[-2][0]), iso(segments[-2][-1])),
+        (iso(segments[-1][0]), iso(segments[-1][-1])),
     )
 
 
@@ -128,16 +134,8 @@ def _init_times(
 ) -> list:
     """Every ``every``-th state of each trajectory in ``period`` from which a ``history``-state window starts
     and whose ``days``-day forecast stays inside the trajectory (so every lead has a truth to score)."""
-    import xarray as xr
-
-    with xr.open_zarr(store) as ds:
-        times = ds["time"].values
-    if period is not None:
-        times = times[(times >= np.datetime64(period[0])) & (times <= np.datetime64(period[1]))]
-    step = np.diff(times).min()
-    cuts = np.flatnonzero(np.diff(times) > step) + 1
     chosen = []
-    for seg in np.split(times, cuts):
+    for seg in _trajectories(store, period):
         usable = seg[history - 1 :]
         usable = usable[usable + np.timedelta64(round(days * 86400), "s") <= seg[-1]]
         chosen += [str(t) for t in usable[::every]]
