@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
         budget["unroll_every"] = max(1, round(budget["unroll_every"] * scale))
         budget["warmup_steps"] = min(budget["warmup_steps"], args.steps // 10)
         budget["steps"] = args.steps
-        budget["val_every"] = budget["checkpoint_every"] = args.steps
+        budget["val_every"] = args.steps
+        budget["checkpoint_every"] = min(args.steps, 25)  # a run stopped part way resumes (--reuse)
         budget["log_every"] = max(1, min(budget["log_every"], args.steps))
 
     # -----------------------------------------------------------------------------------------------------
