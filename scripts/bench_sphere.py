@@ -28,6 +28,13 @@ process the step is timed alternately with the reference (:func:`sim.runtime.tim
   message-passing model on these graphs. The ratio model / reference says how many such passes a step
   costs, a number that does not depend on the machine's speed.
 
+**Simulated memory** (``--simulate``, default all three grids): the same step run on the ``meta``
+device, where operators compute shapes only, with :class:`sim.runtime.LiveTensorBytes` counting every
+tensor storage from its creation until it is freed: the peak that ``torch.cuda.max_memory_allocated``
+would report on a GPU (less allocator rounding and library workspaces), in seconds and on any machine. It
+answers whether 0.25 degrees fits in 80 GB where no such GPU is at hand; each measured row shows it next to
+its measured peak.
+
     python scripts/bench_sphere.py                          # CPU: 5.625 and 1.5; CUDA: all three
     python scripts/bench_sphere.py --cases 5.625 --out -    # print only
     python scripts/bench_sphere.py --quick --out -          # a 9x16 grid, tiny widths (the smoke test)
@@ -63,6 +70,7 @@ from sim.discretize.latlon import equiangular_grid  # noqa: E402
 from sim.io import atomic_output, publish_section  # noqa: E402
 from sim.models.sphere import EquivariantSphereNet, GraphCastNet, SphereGraph, sphere_graph  # noqa: E402
 from sim.runtime import (  # noqa: E402
+    LiveTensorBytes,
     describe_machine,
     load_average,
     resolve_device,
@@ -74,7 +82,8 @@ SECTION = "bench_sphere"
 MODELS = {"EquivariantSphereNet": EquivariantSphereNet, "GraphCastNet": GraphCastNet}
 DEFAULTS = {"latent": 128, "vectors": 16, "steps": 8, "levels": 5, "repeats": 5}
 QUICK = {"latent": 16, "vectors": 4, "steps": 2, "levels": 1, "repeats": 1}
-DEVICE_ORDER = ("cpu", "cuda")
+DEVICE_ORDER = ("meta", "cpu", "cuda")  # "meta": the simulated memory
+GPU_BYTES = 80 * 10**9  # an 80 GB GPU (A100/H100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -223,6 +232,23 @@ def reference_step(rows: int, latent: int, device, *, seed: int = 0):
         mlp(x).square().mean().backward()
 
     return step
+
+
+def simulate_peak(
+    graph: SphereGraph, name: str, layout: Layout, *, latent: int, vectors: int, steps: int, checkpoint: bool
+) -> int:
+    """Peak bytes of one training step (graph, parameters, inputs, activations, gradients) counted on the
+    ``meta`` device by :class:`sim.runtime.LiveTensorBytes`: the same model, inputs and step as
+    :func:`measure`, run for shapes only (seconds, even at 0.25 degrees). What
+    ``torch.cuda.max_memory_allocated`` would report on a GPU, less allocator rounding and library
+    workspaces."""
+    model = make_model(name, layout, latent=latent, vectors=vectors, steps=steps, checkpoint=checkpoint)
+    batch = make_batch(graph.to("cpu"), layout)
+    with LiveTensorBytes() as mem:
+        meta_graph = graph.to("meta")
+        step = training_step(model.to("meta"), meta_graph, {k: v.to("meta") for k, v in batch.items()})
+        step()
+    return mem.peak
 
 
 # ---------------------------------------------------------------------------------- one case, in a child
@@ -400,8 +426,8 @@ def device_table(rows: list[dict], *, device: str, command: str, machine: str, h
         f"`{command}` on {machine}. {header}",
         "",
         "| grid | mesh | model | checkpointing | grid points | mesh nodes | edges g2m / mesh / m2g | "
-        "parameters | s / step (fwd + bwd, median) | vs reference | peak memory (GiB) |",
-        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "parameters | s / step (fwd + bwd, median) | vs reference | peak memory (GiB) | simulated (GiB) |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         e = r["edges"]
@@ -413,10 +439,11 @@ def device_table(rows: list[dict], *, device: str, command: str, machine: str, h
             )
         else:
             cells = "does not fit | – | does not fit"
+        simulated = f"{r['simulated_bytes'] / 2**30:.3g}" if r.get("simulated_bytes") else "–"
         lines.append(
             f"| {r['grid']} | {r['mesh']} | {r['model']} | {'yes' if r['checkpoint'] else 'no'} | "
             f"{r['grid_points']:,} | {r['mesh_nodes']:,} | {e['g2m']:,} / {e['mesh']:,} / {e['m2g']:,} | "
-            f"{params} | {cells} |"
+            f"{params} | {cells} | {simulated} |"
         )
     built = {}
     for r in rows:
@@ -460,6 +487,29 @@ def loss_differences(rows: list[dict]) -> dict[tuple[str, str], float]:
     return {
         key: abs(v[True] - v[False]) / max(abs(v[False]), 1e-30) for key, v in losses.items() if len(v) == 2
     }
+
+
+def simulated_table(rows: list[dict], *, command: str, header: str) -> str:
+    """The markdown block of the memory model: the simulated peak of every (grid, model, checkpointing),
+    and whether it fits on an 80 GB GPU."""
+    lines = [
+        "### Simulated (every grid, any device)",
+        "",
+        f"`{command}`: {header}",
+        "",
+        "| grid | mesh | model | checkpointing | grid points | mesh nodes | edges g2m / mesh / m2g | "
+        "simulated peak (GiB) | fits in 80 GB |",
+        "|---|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        e = r["edges"]
+        fits = "yes" if r["simulated_bytes"] <= GPU_BYTES else "no"
+        lines.append(
+            f"| {r['grid']} | {r['mesh']} | {r['model']} | {'yes' if r['checkpoint'] else 'no'} | "
+            f"{r['grid_points']:,} | {r['mesh_nodes']:,} | {e['g2m']:,} / {e['mesh']:,} / {e['m2g']:,} | "
+            f"{r['simulated_bytes'] / 2**30:.3g} | {fits} |"
+        )
+    return "\n".join(lines)
 
 
 def section_text(blocks: dict[str, str]) -> str:
@@ -517,6 +567,14 @@ def _parser() -> argparse.ArgumentParser:
         choices=list(CASES),
         default=None,
         help="grids (degrees); default: all three on CUDA, 5.625 and 1.5 on the CPU",
+    )
+    parser.add_argument(
+        "--simulate",
+        nargs="*",
+        choices=list(CASES),
+        default=None,
+        help="grids whose peak memory is also counted on the meta device, without running them (the "
+        "'Simulated' table); default: all three (none with --quick); give it no value for none",
     )
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
     parser.add_argument(
@@ -584,8 +642,29 @@ def main(argv: list[str] | None = None) -> int:
     else:
         avail = available_memory()
         max_memory = None if avail is None else int(0.8 * avail)
+    if args.simulate is None:
+        args.simulate = [] if args.quick else list(CASES)
     threads = args.threads if args.threads is not None else torch.get_num_threads()
     return _run(args, cases, device, threads, max_memory, command)
+
+
+def _build(case: Case) -> tuple[SphereGraph, dict]:
+    """The case's graph and its description (sizes, build time) for the rows."""
+    start = time.perf_counter()
+    graph = sphere_graph(equiangular_grid(case.nlat, case.nlon, poles=case.poles), case.splits)
+    info = {
+        "grid": case.grid_label,
+        "mesh": case.mesh_label,
+        "nlat": case.nlat,
+        "nlon": case.nlon,
+        "splits": case.splits,
+        "grid_points": graph.grid_pos.shape[0],
+        "mesh_nodes": graph.mesh_pos.shape[0],
+        "edges": {k: int(getattr(graph, k).shape[1]) for k in ("g2m", "mesh", "m2g")},
+        "reference_rows": reference_rows(graph),
+        "graph_seconds": time.perf_counter() - start,
+    }
+    return graph, info
 
 
 def _run(args, cases: list[Case], device: torch.device, threads: int, max_memory, command: str) -> int:
@@ -594,28 +673,20 @@ def _run(args, cases: list[Case], device: torch.device, threads: int, max_memory
     layout = Layout(args.levels)
     checkpoints = [c == "yes" for c in dict.fromkeys(args.checkpoint)]  # in the order given, once each
     runs = [(case, model, ckpt) for case in cases for model in args.models for ckpt in checkpoints]
+    pairs = [(model, ckpt) for model in args.models for ckpt in checkpoints]
+    sizes = {"latent": args.latent, "vectors": args.vectors, "steps": args.steps}
+    simulated_rows: list[dict] = []
     load0, t0 = load_average(), time.perf_counter()
     rows: list[dict] = []
     bar = tqdm(total=len(runs), unit="run", disable=args.no_progress, desc="bench_sphere")
     with tempfile.TemporaryDirectory(prefix="bench_sphere_") as tmp:
         for case in cases:
             bar.set_postfix_str(f"{case.name}: building the graph")
-            start = time.perf_counter()
-            graph = sphere_graph(equiangular_grid(case.nlat, case.nlon, poles=case.poles), case.splits)
-            graph_seconds = time.perf_counter() - start
+            graph, info = _build(case)
             path = save_graph(graph, Path(tmp) / f"graph_{case.nlat}x{case.nlon}.pt")
-            info = {
-                "grid": case.grid_label,
-                "mesh": case.mesh_label,
-                "nlat": case.nlat,
-                "nlon": case.nlon,
-                "splits": case.splits,
-                "grid_points": graph.grid_pos.shape[0],
-                "mesh_nodes": graph.mesh_pos.shape[0],
-                "edges": {k: int(getattr(graph, k).shape[1]) for k in ("g2m", "mesh", "m2g")},
-                "reference_rows": reference_rows(graph),
-                "graph_seconds": graph_seconds,
-            }
+            simulated = {(m, c): simulate_peak(graph, m, layout, **sizes, checkpoint=c) for m, c in pairs}
+            simulated_rows += [{**info, "model": m, "checkpoint": c, "simulated_bytes": b}
+                               for (m, c), b in simulated.items()]  # fmt: skip
             del graph
             for model in args.models:
                 for ckpt in checkpoints:
@@ -635,11 +706,28 @@ def _run(args, cases: list[Case], device: torch.device, threads: int, max_memory
                         "max_extra_rounds": 0 if args.quick else args.repeats,
                     }
                     row = {**info, "model": model, "checkpoint": ckpt, **run_child(spec)}
+                    row["simulated_bytes"] = simulated[model, ckpt]
                     rows.append(row)
                     bar.update(1)
                     bar.write(_progress_line(row))
+        for name in args.simulate:  # the grids only simulated
+            if CASES[name] in cases:
+                continue
+            bar.set_postfix_str(f"{name}: building the graph to simulate")
+            graph, info = _build(CASES[name])
+            simulated_rows += [
+                {**info, "model": m, "checkpoint": c,
+                 "simulated_bytes": simulate_peak(graph, m, layout, **sizes, checkpoint=c)}
+                for m, c in pairs
+            ]  # fmt: skip
+            del graph
     bar.close()
     seconds = time.perf_counter() - t0
+    order = {label: i for i, label in enumerate(c.grid_label for c in CASES.values())}
+    simulated_rows = [
+        r for r in sorted(simulated_rows, key=lambda r: order.get(r["grid"], -1))
+        if r["grid"] in {CASES[n].grid_label for n in args.simulate}
+    ]  # fmt: skip
     # as the children saw it (this process never touches CUDA: its context would take GPU memory)
     machine = next((r["machine"] for r in rows if r.get("machine")), f"{device}, torch {torch.__version__}")
     width = f"latent {args.latent}" + (
@@ -653,6 +741,20 @@ def _run(args, cases: list[Case], device: torch.device, threads: int, max_memory
     block = device_table(rows, device=device.type, command=command, machine=machine, header=header)
     blocks = {} if str(args.out) == "-" else existing_blocks(Path(args.out))
     blocks[device.type] = block
+    if simulated_rows:
+        blocks["meta"] = simulated_table(
+            simulated_rows,
+            command=command,
+            header=f"{width}, {args.steps} processor steps, batch 1, float32, {args.levels} pressure levels. "
+            "The training step of the tables below runs on the `meta` device, where operators compute shapes "
+            "only, counting every tensor storage from its creation until it is freed "
+            "(`sim.runtime.LiveTensorBytes`): graph, parameters, inputs, activations, gradients, and with "
+            "checkpointing the recomputed activations. The peak is what `torch.cuda.max_memory_allocated` "
+            "reports for the same step on a GPU, less the caching allocator's rounding and the vendor "
+            "libraries' workspaces (no tensors). On the CPU the resident set measured below also holds the "
+            "memory glibc keeps after frees, so it is higher, most with checkpointing (many short-lived "
+            "activations).",
+        )
     publish_section(args.out, SECTION, section_text(blocks))
     if args.json is not None:
         raw = {
@@ -664,6 +766,7 @@ def _run(args, cases: list[Case], device: torch.device, threads: int, max_memory
             "settings": {k: getattr(args, k) for k in DEFAULTS} | {"layout": dataclasses.asdict(layout)},
             "seconds": seconds,
             "rows": rows,
+            "simulated": simulated_rows,
         }
         with atomic_output(args.json, overwrite=True) as tmp_json:
             tmp_json.write_text(json.dumps(raw, indent=1) + "\n")

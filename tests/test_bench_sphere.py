@@ -32,7 +32,7 @@ def test_quick_run_prints_both_models_with_and_without_checkpointing(bench, tmp_
     assert [(r[2], r[3]) for r in rows] == [(m, c) for m in bench.MODELS for c in ("no", "yes")]
     for r in rows:  # grid points, mesh nodes (M0-M2), edges of the three graphs, then the measurements
         assert r[4:7] == ["144", "162", "216 / 1,260 / 344"]
-        assert float(r[8]) > 0 and float(r[9].rstrip("×")) > 0 and float(r[10]) > 0
+        assert float(r[8]) > 0 and float(r[9].rstrip("×")) > 0 and float(r[10]) > 0 and float(r[11]) > 0
     data = json.loads(raw.read_text())
     assert len(data["rows"]) == 4 and all(row["fits"] for row in data["rows"])
     for row in data["rows"]:  # each child process measured its own peak resident-set growth
@@ -66,7 +66,8 @@ def test_run_writes_its_section_keeps_the_others_and_reports_what_does_not_fit(b
     (row,) = _rows(text, "5.625° (32×64)")
     assert row[1:7] == ["M0–M4", "GraphCastNet", "no", "2,048", "2,562", "3,366 / 20,460 / 6,122"]
     assert int(row[7].replace(",", "")) > 0  # parameters, counted before the step ran out of memory
-    assert row[8:] == ["does not fit", "–", "does not fit"]
+    assert row[8:11] == ["does not fit", "–", "does not fit"]
+    assert float(row[11]) > 0  # the memory the step needs, counted without running it
     assert "Did not fit: 5.625° (32×64) GraphCastNet checkpointing no: RuntimeError" in text
     assert "can't allocate memory" in text
 
@@ -82,3 +83,27 @@ def test_layout_counts_channels(bench):
     layout = bench.Layout(5)
     assert (layout.in_scalars, layout.in_vectors, layout.out_scalars, layout.out_vectors) == (38, 12, 17, 6)
     assert "38 scalars in" in layout.describe()
+
+
+def test_simulated_memory_counts_the_step_on_meta_for_grids_not_run(bench, tmp_path, capsys):
+    raw = tmp_path / "raw.json"
+    argv = ["--quick", "--simulate", "5.625", "--threads", "1", "--no-progress", "--out", "-"]
+    assert bench.main([*argv, "--json", str(raw)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("### Simulated") < out.index("### CPU")  # the memory model first
+    rows = _rows(out, "5.625° (32×64)")  # only simulated: the run itself was the quick grid
+    assert [(r[2], r[3], r[8]) for r in rows] == [(m, c, "yes") for m in bench.MODELS for c in ("no", "yes")]
+    data = json.loads(raw.read_text())
+    simulated = {(r["model"], r["checkpoint"]): r["simulated_bytes"] for r in data["simulated"]}
+    for r in rows:
+        assert float(r[7]) == pytest.approx(simulated[r[2], r[3] == "yes"] / 2**30, rel=1e-2)
+    for model in bench.MODELS:  # checkpointing the blocks lowers the peak
+        assert simulated[model, True] < simulated[model, False]
+    # the same count, called directly, for the rows of the quick grid that did run
+    case = bench.QUICK_CASE
+    graph = bench.sphere_graph(bench.equiangular_grid(case.nlat, case.nlon, poles=case.poles), case.splits)
+    layout = bench.Layout(bench.QUICK["levels"])
+    sizes = {k: bench.QUICK[k] for k in ("latent", "vectors", "steps")}
+    for row in data["rows"]:
+        expected = bench.simulate_peak(graph, row["model"], layout, **sizes, checkpoint=row["checkpoint"])
+        assert row["simulated_bytes"] == expected

@@ -1,11 +1,16 @@
-"""Process-level allocator tuning: applied on Linux/glibc, idempotent, harmless to results."""
+"""Process-level allocator tuning (applied on Linux/glibc, idempotent, harmless to results) and the
+live-tensor memory counter."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
-from sim.runtime import tune_cpu_allocator
+import pytest
+import torch
+from torch import nn
+
+from sim.runtime import LiveTensorBytes, tune_cpu_allocator
 
 
 def test_tuning_in_a_fresh_process_keeps_results_identical():
@@ -26,3 +31,51 @@ def test_tuning_in_a_fresh_process_keeps_results_identical():
 def test_is_idempotent_in_this_process():
     first = tune_cpu_allocator()
     assert isinstance(first, bool) and tune_cpu_allocator() is first
+
+
+def test_live_bytes_counts_each_storage_once_from_creation_to_free():
+    with LiveTensorBytes() as mem:
+        x = torch.empty(1000, device="meta")  # 4000 bytes
+        view = x.view(10, 100)
+        x.add_(1.0)  # in place: the same storage
+        assert (mem.live, mem.peak) == (4000, 4000)
+        y = torch.empty(250, dtype=torch.float64, device="meta") * 2  # the product's 2000 bytes stay
+        assert (mem.live, mem.peak) == (6000, 8000)  # the factor lived for a moment
+        del y
+        assert mem.live == 4000
+        del x
+        assert mem.live == 4000  # the view keeps the storage
+        del view
+        assert (mem.live, mem.peak) == (0, 8000)
+        mem.reset_peak()
+        assert mem.peak == 0
+    outside = torch.empty(10, device="meta")  # not counted after the block
+    assert mem.live == 0 and outside.numel() == 10
+
+
+def _mlp_step(device: str, *, checkpoint: bool) -> int:
+    torch.manual_seed(0)
+    with LiveTensorBytes() as mem:  # parameters and input made on the device: counted on both
+        model = nn.Sequential(*[nn.Sequential(nn.Linear(64, 64, device=device), nn.SiLU()) for _ in range(6)])
+        h = torch.randn(512, 64, device=device)
+        for block in model:
+            if checkpoint:
+                h = torch.utils.checkpoint.checkpoint(block, h, use_reentrant=False)
+            else:
+                h = block(h)
+        h.square().mean().backward()
+    return mem.peak
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_live_bytes_on_meta_equal_those_of_the_same_step_on_the_cpu(checkpoint):
+    meta, cpu = _mlp_step("meta", checkpoint=checkpoint), _mlp_step("cpu", checkpoint=checkpoint)
+    assert meta == cpu
+    # at least the parameters, their gradients, the input and what the blocks save (their inputs with
+    # checkpointing, else the inputs of both the linear layers and the SiLUs)
+    params = 6 * (64 * 64 + 64) * 4
+    assert meta > 2 * params + 512 * 64 * 4 * (7 if checkpoint else 13)
+
+
+def test_checkpointing_lowers_the_counted_peak():
+    assert _mlp_step("meta", checkpoint=True) < 0.75 * _mlp_step("meta", checkpoint=False)

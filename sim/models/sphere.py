@@ -247,7 +247,9 @@ class _SphereModel(nn.Module):
         elif global_vectors is not None:
             raise ValueError(f"{what}: got global_vectors but the model was built with global_vectors=0")
         key = tuple((t.data_ptr(), tuple(t.shape), t._version) for t in graph[2:]) + (G, M)
-        if key != self._graph_checked:  # the edges are checked once per graph (they cost a sort)
+        # The edges are checked once per graph (they cost a sort); meta tensors (memory estimates,
+        # sim.runtime.LiveTensorBytes) have no values to check.
+        if key != self._graph_checked and graph.g2m.device.type != "meta":
             _check_bipartite(what, "graph.g2m", graph.g2m, G, M)
             check_edge_index(what, graph.mesh, M)
             _check_bipartite(what, "graph.m2g", graph.m2g, M, G)
