@@ -22,7 +22,7 @@ def test_quick_run_writes_its_section(bench, tmp_path):
     assert torch.get_num_threads() == threads  # restored
     text = md.read_text()
     assert "keep" in text and text.count(f"<!-- {bench.SECTION}:start -->") == 1
-    assert "--quick" in text and "Throughput goal" in text
+    assert "--quick" in text and "Throughput goal" in text and "same feature size (plain, 192 wide)" in text
     rows = [line for line in text.splitlines() if line.startswith("| 1,802 | 324 |")]
     assert [row.split("|")[3].strip() for row in rows] == list(bench.LAYERS)
     for row in rows:
