@@ -508,6 +508,7 @@ def train(
         prior_seconds = float(ckpt.get("train_seconds", math.nan))
         if rank == 0:
             write_config(config, out_dir / "config.yaml")  # as resumed (overrides included)
+            _truncate_log(out_dir, start)  # rows logged after the checkpoint are logged again
     elif rank == 0:
         out_dir.mkdir(exist_ok=True)
         (out_dir / "checkpoints").mkdir(exist_ok=True)
@@ -532,7 +533,6 @@ def train(
         num_workers=d.num_workers,
         collate_fn=collate,
     )
-    log_rows: list[list] = []
     loss_value, val1, valk = math.nan, math.nan, math.nan
     bar = tqdm(
         total=t.steps,
@@ -584,13 +584,15 @@ def train(
             rate = seen / max(time.perf_counter() - tick, 1e-9)
             tick, seen = time.perf_counter(), 0
             lr = scheduler.get_last_lr()[0]
-            log_rows.append(
-                [done, loss_value, k, lr, rate, *((val1, valk) if validated else (math.nan, math.nan))]
-            )
+            if (
+                rank == 0
+            ):  # at once, so that the log can be watched; a resume drops what follows its checkpoint
+                _append_log(
+                    out_dir,
+                    [[done, loss_value, k, lr, rate, *((val1, valk) if validated else (math.nan, math.nan))]],
+                )
             bar.set_postfix(loss=f"{loss_value:.3g}", unroll=k, val=f"{val1:.3g}", rate=f"{rate:.0f}/s")
         if rank == 0 and (done % t.checkpoint_every == 0 or last):
-            _append_log(out_dir, log_rows)
-            log_rows = []
             save_checkpoint(
                 ckpt_path,
                 {
@@ -608,7 +610,6 @@ def train(
             )
     bar.close()
     if rank == 0:
-        _append_log(out_dir, log_rows)
         _plot_log(out_dir)
     return TrainResult(out_dir, stop, loss_value, val1, ckpt_path)
 
@@ -617,6 +618,23 @@ def _append_log(out_dir: Path, rows: list[list]) -> None:
     if rows:
         with open(out_dir / "log.csv", "a", newline="") as fh:
             csv.writer(fh).writerows(rows)
+
+
+def _truncate_log(out_dir: Path, step: int) -> None:
+    """Drop the rows of ``log.csv`` after ``step`` (those of a run stopped after its last checkpoint);
+    rewritten atomically. A missing log is started."""
+    path = out_dir / "log.csv"
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as fh:
+            rows = [r for r in csv.reader(fh)][1:]
+    kept = [r for r in rows if r and r[0].isdigit() and int(r[0]) <= step]
+    if path.is_file() and len(kept) == len(rows):
+        return
+    with atomic_output(path, overwrite=True) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(LOG_FIELDS)
+        writer.writerows(kept)
 
 
 def _plot_log(out_dir: Path) -> None:

@@ -89,6 +89,37 @@ def test_resume_ends_with_the_same_weights_as_an_uninterrupted_run(data_path, tm
         assert (tmp_path / "split" / name).is_file()
 
 
+def test_log_is_written_as_training_goes_and_a_resume_drops_the_rows_after_its_checkpoint(
+    data_path, tmp_path, monkeypatch
+):
+    import sim.train.engine as engine
+
+    config = _config(data_path)  # log every 2 steps, checkpoint every 4, 8 steps
+    real_append = engine._append_log
+
+    def killed_after_logging_step_6(out_dir, rows):
+        real_append(out_dir, rows)
+        if rows[-1][0] == 6:  # the log has rows 2, 4, 6 (on disk now), the last checkpoint is step 4
+            log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+            assert [r.split(",")[0] for r in log[1:]] == ["2", "4", "6"]
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "_append_log", killed_after_logging_step_6)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run", progress=False)
+    monkeypatch.setattr(engine, "_append_log", real_append)
+    train(config, tmp_path / "run", resume=True, progress=False)
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert log[0].startswith("step,loss,unroll") and [r.split(",")[0] for r in log[1:]] == [
+        "2",
+        "4",
+        "6",
+        "8",
+    ]
+    full = train(config, tmp_path / "full", progress=False)
+    assert log[1:] != [] and float(log[-1].split(",")[1]) == full.loss  # the same run, resumed
+
+
 def test_train_or_reuse_keeps_finished_runs_and_resumes_unfinished_ones(data_path, tmp_path):
     from sim.train.engine import finished_run, train_or_reuse
 
