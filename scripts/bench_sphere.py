@@ -39,6 +39,7 @@ its measured peak.
     python scripts/bench_sphere.py --cases 5.625 --out -    # print only
     python scripts/bench_sphere.py --quick --out -          # a 9x16 grid, tiny widths (the smoke test)
     python scripts/bench_sphere.py --cases 0.25 --checkpoint yes --json sphere.json   # on a GPU
+    python scripts/bench_sphere.py --cases --simulate 0.25 --levels 13 --latent 512 --out -  # fits? (seconds)
 
 Writes its section of docs/benchmarks.md (``--out``), one table per device: a run on one device keeps the
 other devices' tables of an earlier run.
@@ -563,10 +564,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--cases",
-        nargs="+",
+        nargs="*",
         choices=list(CASES),
         default=None,
-        help="grids (degrees); default: all three on CUDA, 5.625 and 1.5 on the CPU",
+        help="grids (degrees) to run; default: all three on CUDA, 5.625 and 1.5 on the CPU; give it no value "
+        "to only simulate (--simulate)",
     )
     parser.add_argument(
         "--simulate",
@@ -644,6 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         max_memory = None if avail is None else int(0.8 * avail)
     if args.simulate is None:
         args.simulate = [] if args.quick else list(CASES)
+    if not cases and not args.simulate:
+        raise SystemExit("bench_sphere: nothing to do: --cases and --simulate name no grid")
     threads = args.threads if args.threads is not None else torch.get_num_threads()
     return _run(args, cases, device, threads, max_memory, command)
 
@@ -738,9 +742,11 @@ def _run(args, cases: list[Case], device: torch.device, threads: int, max_memory
         f"{width}, {args.steps} processor steps, batch 1; channels: {layout.describe()}; "
         f"{args.repeats} timed round(s) per row."
     )
-    block = device_table(rows, device=device.type, command=command, machine=machine, header=header)
     blocks = {} if str(args.out) == "-" else existing_blocks(Path(args.out))
-    blocks[device.type] = block
+    if rows:  # none when only simulating: the device's table of an earlier run stays
+        blocks[device.type] = device_table(
+            rows, device=device.type, command=command, machine=machine, header=header
+        )
     if simulated_rows:
         blocks["meta"] = simulated_table(
             simulated_rows,

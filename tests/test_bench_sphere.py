@@ -107,3 +107,30 @@ def test_simulated_memory_counts_the_step_on_meta_for_grids_not_run(bench, tmp_p
     for row in data["rows"]:
         expected = bench.simulate_peak(graph, row["model"], layout, **sizes, checkpoint=row["checkpoint"])
         assert row["simulated_bytes"] == expected
+
+
+def test_simulating_only_runs_nothing_and_keeps_the_device_tables(bench, tmp_path):
+    md = tmp_path / "benchmarks.md"
+    s = bench.SECTION
+    md.write_text(
+        f"<!-- {s}:start -->\n<!-- {s}:cpu:start -->\n### CPU\ncpu table\n<!-- {s}:cpu:end -->\n"
+        f"<!-- {s}:end -->\n"
+    )
+    argv = [
+        "--cases",
+        "--simulate",
+        "5.625",
+        "--latent",
+        "16",
+        "--vectors",
+        "4",
+        "--steps",
+        "2",
+        "--levels",
+        "1",
+    ]
+    assert bench.main([*argv, "--no-progress", "--out", str(md)]) == 0
+    text = md.read_text()
+    assert "cpu table" in text and "### Simulated" in text and len(_rows(text, "5.625° (32×64)")) == 4
+    with pytest.raises(SystemExit, match="nothing to do"):
+        bench.main(["--cases", "--simulate", "--out", "-"])
