@@ -161,8 +161,14 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="YAML",
         help="experiment config, e.g. configs/ns2d/gcnn_p4m.yaml (not with --resume)",
     )
-    tr.add_argument("--out", required=True, metavar="DIR", help="run folder (created; its parent must exist)")
+    tr.add_argument("--out", metavar="DIR", help="run folder (created; its parent must exist)")
     tr.add_argument("--resume", action="store_true", help="continue the run in DIR from its last checkpoint")
+    tr.add_argument(
+        "--estimate-memory",
+        action="store_true",
+        help="train nothing: print the peak memory of one training step at each unroll (counted on the meta "
+        "device in seconds; what a GPU would allocate), then exit",
+    )
     tr.add_argument("--overwrite", action="store_true", help="start afresh in an existing DIR")
     tr.add_argument("--stop-after", type=int, metavar="N", help="stop after N steps (with a checkpoint)")
     _add_config_options(tr)
@@ -376,7 +382,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sim.config import ConfigError, dump_yaml, load_config
     from sim.train import ExperimentConfig, train
 
-    out = Path(args.out)
+    if args.out is None and not (args.estimate_memory or args.print_config):
+        raise ConfigError(
+            "--out: expected the run folder (only --estimate-memory and --print-config go without)"
+        )
+    out = Path(args.out or ".")
     if args.resume:  # the run's own resolved config, so a resumed run cannot drift from the first
         stored = out / "config.yaml"
         if not stored.is_file():
@@ -389,6 +399,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if args.print_config:
         sys.stdout.write(dump_yaml(config))
         return 0
+    if args.estimate_memory:
+        return _print_training_memory(config)
     result = train(
         config,
         out,
@@ -402,6 +414,22 @@ def _cmd_train(args: argparse.Namespace) -> int:
         f"{result.val_loss_1:.4g}; checkpoint {result.checkpoint}, log {out / 'log.csv'}, "
         f"curve {out / 'loss.png'}"
     )
+    return 0
+
+
+def _print_training_memory(config) -> int:
+    from sim.train.engine import training_memory
+
+    t = config.train
+    print(
+        f"{config.model.name}: peak memory of one training step (batch {t.batch_size}, AdamW), counted on "
+        "the meta device: what torch.cuda.max_memory_allocated would report"
+    )
+    for k in range(1, t.unroll + 1):
+        r = training_memory(config, unroll=k)
+        if k == 1:
+            print(f"  parameters: {r['parameters']:,} ({r['parameter_bytes'] / 2**20:.1f} MiB)")
+        print(f"  unroll {k}: {r['peak'] / 2**30:.3g} GiB")
     return 0
 
 

@@ -125,7 +125,7 @@ class _MeshModel(nn.Module):
         check_shape(what, "node_type", node_type, (n,), "N")
         if node_type.dtype != torch.int64:
             raise ValueError(f"{what}: node_type must be int64, got {node_type.dtype}")
-        if n:
+        if n and node_type.device.type != "meta":  # meta tensors (memory counts) have no values
             lo, hi = (int(v) for v in torch.aminmax(node_type))
             if lo < 0 or hi >= self.num_node_types:
                 bad = lo if lo < 0 else hi

@@ -367,7 +367,11 @@ def _loss(
             err = ((nxt - target[:, i]) / scale) ** 2
             if weights is not None:
                 err = err * weights
-            losses.append(err.mean() if mask is None else err[mask].mean())
+            if mask is None:
+                losses.append(err.mean())
+            else:  # the mean over the masked nodes, without a data-dependent shape (runs on meta too)
+                m = mask.reshape(*mask.shape, *([1] * (err.ndim - mask.ndim))).to(err.dtype)
+                losses.append((err * m).sum() / (m.sum() * (err.numel() // m.numel())))
         window = torch.cat([window[:, 1:], nxt[:, None]], dim=1)
     return torch.stack(losses).mean()
 
@@ -404,6 +408,94 @@ def _device(name: str, rank: int) -> torch.device:
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count())
         torch.cuda.set_device(device)
     return device
+
+
+def _prepare(config: ExperimentConfig) -> tuple:
+    """``(train_set, val_set, data signature, stepper on the CPU)`` of an experiment: the windows with the
+    longest unroll, the normalisation statistics of the training data, the stepper built on them (its
+    parameters drawn after ``torch.manual_seed(train.seed)``)."""
+    t, d = config.train, config.data
+    state_type, forcing_type = _types(config)
+    if config.model.is_sphere:
+        train_set = weather_windows(config, "train", t.unroll)
+        val_set = weather_windows(config, "val", t.unroll)
+    elif not Path(d.path).is_file():
+        kind = "cylinder" if config.model.is_mesh else "ns2d"
+        raise DataFileError(f"{d.path}: no such data file (data.path); make one with `sim generate {kind}`")
+    elif config.model.is_mesh:
+        train_set = mesh_windows(config, range(*d.train_samples), t.unroll)
+        val_set = mesh_windows(config, range(*d.val_samples), t.unroll)
+    else:
+        windows = dict(history=d.history, horizon=t.unroll, stride=d.stride, state=d.state)
+        train_set = NS2DWindows(d.path, samples=range(*d.train_samples), **windows)
+        val_set = NS2DWindows(d.path, samples=range(*d.val_samples), **windows)
+    grid_model = not (config.model.is_mesh or config.model.is_sphere)
+    if grid_model and train_set.in_channels != d.history * state_type.dim + forcing_type.dim:
+        raise DataFileError(
+            f"{d.path}: windows have {train_set.in_channels} input channels, the model expects "
+            f"{d.history * state_type.dim + forcing_type.dim}"
+        )
+
+    torch.manual_seed(t.seed)
+    signature = data_signature(train_set)  # stored in every checkpoint, for rollouts to check
+    if config.model.is_sphere:
+        stats = signature
+    elif config.model.is_mesh:
+        stats = mesh_statistics(config)
+    else:
+        stats = compute_statistics(
+            d.path,
+            range(*d.train_samples),
+            stride=d.stride,
+            state_type=state_type,
+            forcing_type=forcing_type,
+            state=d.state,
+        )
+    return train_set, val_set, signature, build_stepper(config, stats)
+
+
+def training_memory(config: ExperimentConfig, *, unroll: int | None = None) -> dict:
+    """The peak memory of one training step of ``config``, counted without running it.
+
+    The step at the config's batch size and longest unroll (``train.unroll``, or ``unroll``): forward over
+    the unrolled steps, the loss, backward and the AdamW update, run on the ``meta`` device (shapes only;
+    seconds even for a model that would not fit here) while :class:`sim.runtime.LiveTensorBytes` counts
+    every tensor from its creation until it is freed: parameters, optimizer state, inputs, activations and
+    gradients. The peak is what ``torch.cuda.max_memory_allocated`` reports for the same step on a GPU, less
+    allocator rounding and library workspaces. The data is read for one batch of windows and the
+    normalisation statistics, as training would.
+
+    Returns:
+        ``{"peak": bytes, "parameters": count, "parameter_bytes": bytes, "batch": B, "unroll": k}``.
+    """
+    from torch.utils.data import default_collate
+
+    from sim.runtime import LiveTensorBytes
+
+    t, d = config.train, config.data
+    k = t.unroll if unroll is None else int(unroll)
+    if not 1 <= k <= t.unroll:
+        raise ConfigError(f"unroll: expected 1 <= unroll <= train.unroll = {t.unroll}, got {unroll}")
+    train_set, _, _, core = _prepare(config)
+    if len(train_set) == 0:
+        raise DataFileError(f"{d.path}: no training windows for this config")
+    collate = collate_graphs if config.model.is_mesh else default_collate
+    batch = collate([train_set[i % len(train_set)] for i in range(t.batch_size)])
+    meta = torch.device("meta")
+    with LiveTensorBytes() as mem:
+        core = core.to(meta)
+        optimizer = torch.optim.AdamW(core.parameters(), lr=t.lr, weight_decay=t.weight_decay)
+        history, forcing, target = _split(batch, d.history, core.state_channels, meta)
+        _loss(core, core, history, forcing, target, k, t.pushforward).backward()
+        optimizer.step()
+    params = [p for p in core.parameters()]
+    return {
+        "peak": mem.peak,
+        "parameters": sum(p.numel() for p in params),
+        "parameter_bytes": sum(p.numel() * p.element_size() for p in params),
+        "batch": t.batch_size,
+        "unroll": k,
+    }
 
 
 def train(
@@ -448,44 +540,8 @@ def train(
     if not out_dir.parent.is_dir():
         raise OutputError(f"{out_dir}: parent folder {out_dir.parent} does not exist")
     device = _device(t.device, rank)
-    state_type, forcing_type = _types(config)
-
-    if config.model.is_sphere:
-        train_set = weather_windows(config, "train", t.unroll)
-        val_set = weather_windows(config, "val", t.unroll)
-    elif not Path(d.path).is_file():
-        kind = "cylinder" if config.model.is_mesh else "ns2d"
-        raise DataFileError(f"{d.path}: no such data file (data.path); make one with `sim generate {kind}`")
-    elif config.model.is_mesh:
-        train_set = mesh_windows(config, range(*d.train_samples), t.unroll)
-        val_set = mesh_windows(config, range(*d.val_samples), t.unroll)
-    else:
-        windows = dict(history=d.history, horizon=t.unroll, stride=d.stride, state=d.state)
-        train_set = NS2DWindows(d.path, samples=range(*d.train_samples), **windows)
-        val_set = NS2DWindows(d.path, samples=range(*d.val_samples), **windows)
-    grid_model = not (config.model.is_mesh or config.model.is_sphere)
-    if grid_model and train_set.in_channels != d.history * state_type.dim + forcing_type.dim:
-        raise DataFileError(
-            f"{d.path}: windows have {train_set.in_channels} input channels, the model expects "
-            f"{d.history * state_type.dim + forcing_type.dim}"
-        )
-
-    torch.manual_seed(t.seed)
-    signature = data_signature(train_set)  # stored in every checkpoint, for rollouts to check
-    if config.model.is_sphere:
-        stats = signature
-    elif config.model.is_mesh:
-        stats = mesh_statistics(config)
-    else:
-        stats = compute_statistics(
-            d.path,
-            range(*d.train_samples),
-            stride=d.stride,
-            state_type=state_type,
-            forcing_type=forcing_type,
-            state=d.state,
-        )
-    core = build_stepper(config, stats).to(device)
+    train_set, val_set, signature, core = _prepare(config)
+    core = core.to(device)
     stepper: nn.Module = core
     if world > 1:
         stepper = nn.parallel.DistributedDataParallel(

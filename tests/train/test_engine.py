@@ -259,3 +259,28 @@ def test_shipped_experiment_configs_load():
     for path in experiments:
         config = load_config(ExperimentConfig, path)
         assert config.model.in_fields.startswith(f"{config.data.history + 1}x")
+
+
+def test_training_memory_grows_with_the_unroll_and_the_cli_prints_it_without_a_run(
+    data_path, tmp_path, capsys
+):
+    from sim.cli import main
+    from sim.train.engine import training_memory
+
+    config = _config(data_path, unroll=3, unroll_every=3)
+    peaks = [training_memory(config, unroll=k)["peak"] for k in (1, 2, 3)]
+    params = training_memory(config, unroll=1)["parameter_bytes"]
+    assert 4 * params < peaks[0] < peaks[1] < peaks[2]  # weights, gradients, AdamW moments, then activations
+    # each unrolled step keeps about as much as the first (the same model on the same batch)
+    assert peaks[2] - peaks[1] == pytest.approx(peaks[1] - peaks[0], rel=0.2)
+    with pytest.raises(ConfigError, match="unroll"):
+        training_memory(config, unroll=4)
+    cfg = tmp_path / "exp.yaml"
+    from sim.config import write_config
+
+    write_config(config, cfg)
+    assert main(["train", "--config", str(cfg), "--estimate-memory", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "unroll 3:" in out and "GiB" in out and "parameters:" in out
+    assert not (tmp_path / "run").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 2  # training needs --out

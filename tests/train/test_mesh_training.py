@@ -137,3 +137,22 @@ def _as_dict(config) -> dict:
     import dataclasses
 
     return dataclasses.asdict(config)
+
+
+def test_masked_loss_is_the_mean_over_the_predicted_nodes(cylinder_file):
+    history, graph, target = _split(_batch(cylinder_file), 1, 2, "cpu")
+    stepper = build_mesh_stepper(_config(cylinder_file, "meshgraphnet"), None)
+    with torch.no_grad():
+        loss = _loss(stepper, stepper, history, graph, target, 1, False)
+        err = ((stepper(history, graph) - target[:, 0]) / stepper.state_std) ** 2
+    torch.testing.assert_close(loss, err[stepper.loss_mask(graph)].mean())
+
+
+def test_training_memory_of_a_mesh_model_is_counted_on_meta(cylinder_file):
+    from sim.train.engine import training_memory
+
+    config = _config(cylinder_file, "equivariant_meshgraphnet", unroll=2)
+    one, two = training_memory(config, unroll=1), training_memory(config)
+    assert two["unroll"] == 2 and one["parameters"] == two["parameters"] > 0
+    # parameters, their gradients and AdamW's two moments at least; a longer unroll keeps more activations
+    assert 4 * one["parameter_bytes"] < one["peak"] < two["peak"]

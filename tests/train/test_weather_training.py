@@ -175,3 +175,12 @@ def test_the_shipped_weather_configs_load_and_have_matched_sizes():
     assert counts == {"equivariant_graphcast": 558_385, "graphcast": 541_155, "sfno": 591_488}
     era5 = load_config(ExperimentConfig, root / "era5_5625.yaml")
     assert era5.model.is_sphere and era5.data.levels is None
+
+
+@pytest.mark.parametrize("name", ["equivariant_graphcast", "sfno"])
+def test_training_memory_of_a_sphere_model_is_counted_on_meta(store, name):
+    from sim.train.engine import training_memory
+
+    config = _config(store, name)
+    one, two = training_memory(config, unroll=1), training_memory(config, unroll=2)
+    assert 4 * one["parameter_bytes"] < one["peak"] < two["peak"] and one["batch"] == 2
