@@ -79,3 +79,19 @@ def test_live_bytes_on_meta_equal_those_of_the_same_step_on_the_cpu(checkpoint):
 
 def test_checkpointing_lowers_the_counted_peak():
     assert _mlp_step("meta", checkpoint=True) < 0.75 * _mlp_step("meta", checkpoint=False)
+
+
+def test_release_cpu_memory_returns_freed_heap_to_the_system():
+    code = (
+        "import torch; from sim.runtime import tune_cpu_allocator, release_cpu_memory;"
+        "rss = lambda: next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmRSS'));"
+        "tune_cpu_allocator(); x = [torch.ones(3_000_000) for _ in range(40)]; del x; kept = rss();"
+        "ok = release_cpu_memory(); print(ok, (kept - rss()) // 1024)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    if not sys.platform.startswith("linux"):
+        assert out[0] == "False"
+        return
+    assert out[0] == "True" and int(out[1]) > 300  # MiB of the 480 freed are no longer resident

@@ -45,6 +45,7 @@ from sim.data.weather import WeatherWindows
 from sim.groups.fields import FieldType
 from sim.io import OutputError, atomic_output
 from sim.models.registry import build_model
+from sim.runtime import release_cpu_memory
 from sim.train.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from sim.train.config import ExperimentConfig
 from sim.train.mesh import build_mesh_stepper, mesh_signature, mesh_split, mesh_statistics, mesh_windows
@@ -782,6 +783,7 @@ def train_or_reuse(
     resume = ckpt is not None
     ckpt = train(config, run, resume=resume, overwrite=(overwrite or reuse) and not resume, progress=progress)
     ckpt = ckpt.checkpoint
+    release_cpu_memory()  # a study's next model should not start with this training's peak resident
     seconds = _run_state(run, config)[2]
     with atomic_output(Path(run) / _TRAIN_SECONDS, overwrite=True) as tmp:
         tmp.write_text(f"{seconds:.3f}\n")
