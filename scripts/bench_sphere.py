@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import re
 import resource
 import signal
 import subprocess
@@ -68,7 +67,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.discretize.latlon import equiangular_grid  # noqa: E402
-from sim.io import atomic_output, publish_section  # noqa: E402
+from sim.io import atomic_output, markdown_blocks, publish_section, read_markdown_blocks  # noqa: E402
 from sim.models.sphere import EquivariantSphereNet, GraphCastNet, SphereGraph, sphere_graph  # noqa: E402
 from sim.runtime import (  # noqa: E402
     LiveTensorBytes,
@@ -536,27 +535,8 @@ def section_text(blocks: dict[str, str]) -> str:
         "that runs out of memory (CUDA out of memory, a CPU allocation refused under `--max-memory`, a "
         "process killed) reads *does not fit*.",
     ]
-    for device in sorted(blocks, key=lambda d: (DEVICE_ORDER + (d,)).index(d)):
-        lines += [
-            "",
-            f"<!-- {SECTION}:{device}:start -->",
-            blocks[device].rstrip(),
-            f"<!-- {SECTION}:{device}:end -->",
-        ]
-    return "\n".join(lines) + "\n"
-
-
-def existing_blocks(path: Path) -> dict[str, str]:
-    """The per-device blocks of this benchmark's section in the markdown file ``path`` (empty if none)."""
-    if not path.is_file():
-        return {}
-    text = path.read_text()
-    start, end = f"<!-- {SECTION}:start -->", f"<!-- {SECTION}:end -->"
-    if start not in text or end not in text:
-        return {}
-    section = text.split(start, 1)[1].split(end, 1)[0]
-    pattern = re.compile(rf"<!-- {SECTION}:(\w+):start -->\n(.*?)\n<!-- {SECTION}:\1:end -->", re.DOTALL)
-    return {m.group(1): m.group(2) for m in pattern.finditer(section)}
+    ordered = {d: blocks[d] for d in sorted(blocks, key=lambda d: (DEVICE_ORDER + (d,)).index(d))}
+    return "\n".join(lines) + "\n\n" + markdown_blocks(SECTION, ordered) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------- main
@@ -742,7 +722,7 @@ def _run(args, cases: list[Case], device: torch.device, threads: int, max_memory
         f"{width}, {args.steps} processor steps, batch 1; channels: {layout.describe()}; "
         f"{args.repeats} timed round(s) per row."
     )
-    blocks = {} if str(args.out) == "-" else existing_blocks(Path(args.out))
+    blocks = {} if str(args.out) == "-" else read_markdown_blocks(args.out, SECTION)
     if rows:  # none when only simulating: the device's table of an earlier run stays
         blocks[device.type] = device_table(
             rows, device=device.type, command=command, machine=machine, header=header

@@ -55,7 +55,7 @@ from sim.evaluate import (  # noqa: E402
     summary_rows,  # noqa: E402
     write_report,
 )
-from sim.io import write_markdown_section  # noqa: E402
+from sim.io import markdown_blocks, publish_section, read_markdown_blocks  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
 from sim.train import ExperimentConfig, load_stepper  # noqa: E402
 from sim.train.engine import train_or_reuse  # noqa: E402
@@ -70,6 +70,7 @@ MODELS = {  # key: (display name, model config; its data: section, e.g. state: v
 EXPERIMENT = ROOT / "configs/ns2d/demo_gcnn_p4m.yaml"  # its data: and train: sections are the defaults
 DATA_CONFIG = ROOT / "configs/data/ns2d_demo.yaml"
 ELEMENTS = {0: "original", 1: "rotated", 4: "mirrored"}  # D4 elements: identity, rot90, mirror
+SECTION = "study_ns2d"
 
 # --quick: 16^2 data to t = 7 (15 frames), tiny models, a few steps; a smoke run under a minute.
 QUICK_DATA = ["solver.resolution=16", "resolution=16", "t_final=7.0", "solver.dt=2.5e-2"]
@@ -215,19 +216,8 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
     # -----------------------------------------------------------------------------------------------------
     # the markdown section: settings, a table per training-set size, the verdict
 
-    def err(row: dict | None, col: str) -> float:
-        return math.nan if row is None else row[col]
-
-    def fmt(v: float) -> str:
-        return "–" if not math.isfinite(v) else f"{v:.3g}"
-
-    def fmt_seconds(v: float) -> str:
-        return "–" if not math.isfinite(v) else f"{v:.1f} s"
-
     sets = list(ELEMENTS.values())
-    lines = [
-        f"## Navier-Stokes study: {' vs '.join(MODELS[k][0] for k in args.models)} (`scripts/study_ns2d.py`)",
-        "",
+    run_lines = [
         f"Command: `{command}`  ",
         f"Machine: {describe_machine(device)}; 1-minute load average {load_before} at the start, "
         f"{load_average()} at the end (other jobs on the machine inflate the train times, not the errors)  ",
@@ -240,13 +230,11 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
         f"Rollouts: {args.rollout_steps} steps from frames 0-3 on the original, rotated (rot90, element 1) "
         "and mirrored (element 4) test sets. Errors: mean relative L2 at lead 1, lead 10, and averaged "
         "over the leads with truth.",
-        "",
     ]
-    verdicts = []
+    blocks = {} if args.results == "-" else read_markdown_blocks(args.results, SECTION)
     for n, per_model in results.items():
+        lines = [f"### {n} training trajectories", "", *run_lines, ""]
         lines += [
-            f"### {n} training trajectories",
-            "",
             "| model | params | train time | " + " | ".join(f"@1 {s}" for s in sets) + " | "
             + " | ".join(f"@10 {s}" for s in sets) + " | " + " | ".join(f"avg {s}" for s in sets) + " |",
             "|---|---:|---:|" + "---:|" * (3 * len(sets)),
@@ -256,69 +244,97 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
             lines.append(
                 f"| {r['name']} | {r['params']:,} | {fmt_seconds(r['seconds'])} | " + " | ".join(cells) + " |"
             )
-        lines += ["", f"Report: `{out / f'report_n{n}' / 'report.md'}`", ""]
-
-        avg = {k: {s: err(r.get(s), "rel_l2_avg") for s in sets} for k, r in per_model.items()}
-        if "gcnn_p4m" not in avg:
-            verdicts.append(f"- {n} trajectories: no G-CNN in this run, nothing to judge.")
-            continue
-        g = avg["gcnn_p4m"]
-        parts = []
-        if "cnn" in avg:
-            ok = g["original"] <= 0.5 * avg["cnn"]["original"]
-            parts.append(
-                f"rollout error {fmt(g['original'])} vs the CNN's {fmt(avg['cnn']['original'])} "
-                f"(ratio {fmt(g['original'] / avg['cnn']['original'])}): "
-                + ("at most half, goal met" if ok else "NOT at most half, goal missed")
-            )
-        if "fno" in avg:
-            ok = g["original"] < avg["fno"]["original"]
-            parts.append(
-                f"vs the FNO's {fmt(avg['fno']['original'])}: "
-                + ("below, goal met" if ok else "NOT below, goal missed")
-            )
-        gap = abs(g["rotated"] - g["original"]) / g["original"] if g["original"] else math.nan
-        ok = gap < 1e-3
-        parts.append(
-            f"rotated test set {fmt(g['rotated'])} (relative difference {gap:.1e}): "
-            + ("the same, goal met" if ok else "NOT the same, goal missed")
-        )
-        if "cnn" in avg:
-            cgap = abs(avg["cnn"]["rotated"] - avg["cnn"]["original"]) / avg["cnn"]["original"]
-            parts.append(f"for contrast the CNN's rotated/original differ by {cgap:.1%}")
-        verdicts.append(f"- {n} training trajectories: the G-CNN's " + "; ".join(parts) + ".")
-        for k in ("steerable", "steerable_velocity"):
-            if k in avg:
-                e = avg[k]
-                gap = abs(e["rotated"] - e["original"]) / e["original"] if e["original"] else math.nan
-                verdicts.append(
-                    f"  The {MODELS[k][0]} model: rollout error {fmt(e['original'])} (the G-CNN's "
-                    f"{fmt(g['original'])}, ratio {fmt(e['original'] / g['original'])}); rotated test set "
-                    f"{fmt(e['rotated'])} (relative difference {gap:.1e}, exact under D4 by construction)."
-                )
-        ens = [
-            f"{r['name']} {fmt(err(r.get('original'), 'enstrophy_ratio_10'))} / "
-            f"{fmt(err(r.get('original'), 'enstrophy_ratio_end'))}"
-            for r in per_model.values()
-        ]
-        verdicts.append(
-            f"  Why the errors grow ({n} trajectories): the predicted enstrophy over the true one at lead 10 "
-            f"/ at the last lead is {', '.join(ens)}. Below 1 a model damps (blurs) the flow and its error "
-            "saturates near 1 as it decorrelates; above 1 it piles up small scales, the road to a blow-up."
-        )
-    lines += ["### Verdict", "", *verdicts, ""]
+        lines += ["", f"Report: `{out / f'report_n{n}' / 'report.md'}`", "", *_verdicts(n, per_model, sets)]
+        blocks[f"n{n}"] = "\n".join(lines)
+    ordered = {k: blocks[k] for k in sorted(blocks, key=lambda k: int(k[1:]) if k[1:].isdigit() else 1 << 30)}
+    header = [
+        f"## Navier-Stokes study: {' vs '.join(m[0] for m in MODELS.values())} (`scripts/study_ns2d.py`)",
+        "",
+        "One part per training-set size, each written by the run that trained it (a run keeps the parts of "
+        "the sizes it did not train).",
+        "",
+        markdown_blocks(SECTION, ordered),
+        "",
+    ]
     if args.quick:
-        lines.append(
+        header.append(
             "This was a `--quick` smoke run (16^2, tiny models, a few steps): the numbers mean nothing."
         )
     else:
-        lines.append(
+        header.append(
             "A goal marked missed is missed at this budget (a CPU-sized run); the FNO paper's setting "
             "(1000 trajectories, far more steps) needs a GPU run of this script."
         )
-    write_markdown_section(args.results, "study_ns2d", "\n".join(lines), title="Results")
-    print(f"wrote the study_ns2d section of {args.results}")
+    publish_section(args.results, SECTION, "\n".join(header), title="Results")
     return all_rows
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the markdown
+
+
+def err(row: dict | None, col: str) -> float:
+    return math.nan if row is None else row[col]
+
+
+def fmt(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v:.3g}"
+
+
+def fmt_seconds(v: float) -> str:
+    return "–" if not math.isfinite(v) else f"{v:.1f} s"
+
+
+def _verdicts(n: int, per_model: dict[str, dict], sets: list[str]) -> list[str]:
+    """The verdict lines of one training-set size: the issue's goals for the G-CNN, the steerable models
+    against it, and the enstrophy diagnosis."""
+    avg = {k: {s: err(r.get(s), "rel_l2_avg") for s in sets} for k, r in per_model.items()}
+    if "gcnn_p4m" not in avg:
+        return [f"- {n} trajectories: no G-CNN in this run, nothing to judge."]
+    g = avg["gcnn_p4m"]
+    parts = []
+    if "cnn" in avg:
+        ok = g["original"] <= 0.5 * avg["cnn"]["original"]
+        parts.append(
+            f"rollout error {fmt(g['original'])} vs the CNN's {fmt(avg['cnn']['original'])} "
+            f"(ratio {fmt(g['original'] / avg['cnn']['original'])}): "
+            + ("at most half, goal met" if ok else "NOT at most half, goal missed")
+        )
+    if "fno" in avg:
+        ok = g["original"] < avg["fno"]["original"]
+        parts.append(
+            f"vs the FNO's {fmt(avg['fno']['original'])}: "
+            + ("below, goal met" if ok else "NOT below, goal missed")
+        )
+    gap = abs(g["rotated"] - g["original"]) / g["original"] if g["original"] else math.nan
+    parts.append(
+        f"rotated test set {fmt(g['rotated'])} (relative difference {gap:.1e}): "
+        + ("the same, goal met" if gap < 1e-3 else "NOT the same, goal missed")
+    )
+    if "cnn" in avg:
+        cgap = abs(avg["cnn"]["rotated"] - avg["cnn"]["original"]) / avg["cnn"]["original"]
+        parts.append(f"for contrast the CNN's rotated/original differ by {cgap:.1%}")
+    lines = ["Verdict:", "", "- The G-CNN's " + "; ".join(parts) + "."]
+    for k in ("steerable", "steerable_velocity"):
+        if k in avg:
+            e = avg[k]
+            gap = abs(e["rotated"] - e["original"]) / e["original"] if e["original"] else math.nan
+            lines.append(
+                f"- The {MODELS[k][0]} model: rollout error {fmt(e['original'])} (the G-CNN's "
+                f"{fmt(g['original'])}, ratio {fmt(e['original'] / g['original'])}); rotated test set "
+                f"{fmt(e['rotated'])} (relative difference {gap:.1e}, exact under D4 by construction)."
+            )
+    ens = [
+        f"{r['name']} {fmt(err(r.get('original'), 'enstrophy_ratio_10'))} / "
+        f"{fmt(err(r.get('original'), 'enstrophy_ratio_end'))}"
+        for r in per_model.values()
+    ]
+    lines.append(
+        f"- Why the errors grow: the predicted enstrophy over the true one at lead 10 / at the last lead is "
+        f"{', '.join(ens)}. Below 1 a model damps (blurs) the flow and its error saturates near 1 as it "
+        "decorrelates; above 1 it piles up small scales, the road to a blow-up."
+    )
+    return lines
 
 
 if __name__ == "__main__":

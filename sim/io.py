@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,6 +93,35 @@ def write_markdown_section(
     with atomic_output(path, overwrite=True) as tmp:
         tmp.write_text(text)
     return path
+
+
+def read_markdown_blocks(path: str | os.PathLike, name: str) -> dict[str, str]:
+    """The sub-blocks ``<!-- NAME:KEY:start -->`` ... ``<!-- NAME:KEY:end -->`` inside section ``name`` of
+    a markdown file, as ``{KEY: text}`` (empty when the file or the section is missing).
+
+    A script whose section has parts written by different runs (one table per device, per training-set
+    size) reads the parts it does not remake here and writes them back with :func:`markdown_blocks`."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    text = path.read_text()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        return {}
+    section = text.split(start, 1)[1].split(end, 1)[0]
+    pattern = re.compile(
+        rf"<!-- {re.escape(name)}:([\w.-]+):start -->\n(.*?)\n<!-- {re.escape(name)}:\1:end -->", re.DOTALL
+    )
+    return {m.group(1): m.group(2) for m in pattern.finditer(section)}
+
+
+def markdown_blocks(name: str, blocks: dict[str, str]) -> str:
+    """``blocks`` in the given order, each between its ``<!-- NAME:KEY:start/end -->`` markers (see
+    :func:`read_markdown_blocks`)."""
+    return "\n\n".join(
+        f"<!-- {name}:{key}:start -->\n{text.rstrip()}\n<!-- {name}:{key}:end -->"
+        for key, text in blocks.items()
+    )
 
 
 def publish_section(

@@ -51,3 +51,16 @@ def test_publish_section_prints_and_writes_unless_asked_to_print_only(tmp_path, 
     assert publish_section(md, "bench_x", "## X\n\nnumbers") == md
     assert "wrote section bench_x of" in capsys.readouterr().out
     assert "<!-- bench_x:start -->\n## X\n\nnumbers\n<!-- bench_x:end -->" in md.read_text()
+
+
+def test_markdown_blocks_round_trip_inside_their_section(tmp_path):
+    from sim.io import markdown_blocks, read_markdown_blocks
+
+    md = tmp_path / "r.md"
+    assert read_markdown_blocks(md, "s") == {}  # no file
+    body = "head\n\n" + markdown_blocks("s", {"n4": "four\nlines", "cpu": "x"}) + "\n\nfoot"
+    write_markdown_section(md, "s", body)
+    write_markdown_section(md, "other", markdown_blocks("other", {"n4": "not mine"}))
+    assert read_markdown_blocks(md, "s") == {"n4": "four\nlines", "cpu": "x"}
+    assert read_markdown_blocks(md, "other") == {"n4": "not mine"}
+    assert read_markdown_blocks(md, "missing") == {}

@@ -26,8 +26,8 @@ def test_quick_run_writes_results_and_reports(study, tmp_path):
 
     text = results.read_text()
     assert "<!-- study_ns2d:start -->" in text and "<!-- study_ns2d:end -->" in text
-    assert "### 2 training trajectories" in text and "### Verdict" in text
-    assert "Why the errors grow (2 trajectories): the predicted enstrophy" in text
+    assert "### 2 training trajectories" in text and "Verdict:" in text
+    assert "Why the errors grow: the predicted enstrophy" in text
     for name in NAMES:
         assert f"| {name} |" in text
     assert "python scripts/study_ns2d.py --quick" in text
@@ -48,9 +48,14 @@ def test_quick_run_writes_results_and_reports(study, tmp_path):
         assert by[(name, "rot90 (g=1)")]["rel_l2_avg"] == pytest.approx(original, rel=1e-4)
     assert "The O(2) steerable, velocity model: rollout error" in text
 
-    # --reuse keeps the finished runs (nothing retrained) and still writes the whole section
+    # --reuse keeps the finished runs (nothing retrained) and still writes the whole section; the part of
+    # a training-set size this run does not train stays
     stamps = {key: (out / f"{key}_n2" / "checkpoints" / "last.pt").stat().st_mtime_ns for key in KEYS}
-    results.write_text("# Results\n")
+    results.write_text(
+        "# Results\n\n<!-- study_ns2d:start -->\nold header\n\n<!-- study_ns2d:n2:start -->\nold n2\n"
+        "<!-- study_ns2d:n2:end -->\n\n<!-- study_ns2d:n16:start -->\nkept n16\n<!-- study_ns2d:n16:end -->\n"
+        "<!-- study_ns2d:end -->\n"
+    )
     again = study.main(
         ["--quick", "--train-sizes", "2", "--out", str(out), "--results", str(results), "--no-progress"]
         + ["--reuse", "--models", "cnn", "steerable_velocity"]
@@ -58,4 +63,7 @@ def test_quick_run_writes_results_and_reports(study, tmp_path):
     assert {r["model"] for r in again[2]} == {"CNN", "O(2) steerable, velocity"}
     for key in ("cnn", "steerable_velocity"):
         assert (out / f"{key}_n2" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamps[key]
-    assert "| CNN |" in results.read_text() and " s | " in results.read_text()
+    text = results.read_text()
+    assert "| CNN |" in text and " s | " in text
+    assert "old n2" not in text and "old header" not in text and "kept n16" in text
+    assert text.index("### 2 training trajectories") < text.index("kept n16")  # sizes in order
