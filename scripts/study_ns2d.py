@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
                     "train_samples": [0, n],
                     "val_samples": list(val),
                 },  # fmt: skip
-                "train": budget,
+                "train": {**budget, **model_file.get("train", {})},  # e.g. divergence_free for velocity
             }
             config = load_config(ExperimentConfig, mapping, QUICK_MODEL[key] if args.quick else [])
             run = out / f"{key}_n{n}"

@@ -391,10 +391,12 @@ def test_a_velocity_model_trains_rolls_out_and_is_evaluated_on_vorticity(tmp_pat
         model="name: steerable_resnet, group: O2, hidden: 1, blocks: 1, kernel_size: 3, norm: none",
         fields="in_fields: 2x vector + 1x pseudoscalar, out_fields: 1x vector",
         data=", state: velocity",
-        train="steps: 2, batch_size: 2, val_every: 2, checkpoint_every: 2, conserve_mean: true",
+        train="steps: 2, batch_size: 2, val_every: 2, checkpoint_every: 2, conserve_mean: true, "
+        "divergence_free: true",
         t_final=0.6,
     )
     stepper, config, raw = load_stepper(ckpt)
+    assert stepper.divergence_free and config.train.divergence_free
     assert (
         stepper.state_channels == 2 and config.data.state == "velocity" and raw["data"]["state"] == "velocity"
     )

@@ -13,7 +13,7 @@ from sim.solvers.cylinder import (
     strouhal,
 )
 from sim.solvers.forcing import FORCINGS, vorticity_forcing
-from sim.solvers.ns2d import NavierStokes2D, SolverDivergedError
+from sim.solvers.ns2d import NavierStokes2D, SolverDivergedError, solenoidal_projection
 from sim.solvers.random_fields import gaussian_random_field, sample_seed
 from sim.solvers.swe import SWE_GRIDS, ShallowWaterSphere, tilted_axis
 
@@ -32,6 +32,7 @@ __all__ = [
     "gaussian_random_field",
     "sample_seed",
     "shedding_frequency",
+    "solenoidal_projection",
     "strouhal",
     "tilted_axis",
     "vorticity_forcing",

@@ -28,7 +28,7 @@ from torch import nn
 
 from sim.discretize.periodic import PeriodicGrid2D
 
-__all__ = ["NavierStokes2D", "SolverDivergedError"]
+__all__ = ["NavierStokes2D", "SolverDivergedError", "solenoidal_projection"]
 
 
 class SolverDivergedError(FloatingPointError):
@@ -351,3 +351,39 @@ class NavierStokes2D(nn.Module):
             f"the starting Courant number max|u| dt / dx was {courant:.3g}: reduce dt below about "
             f"{self.grid.spacing / max(umax, 1e-12):.2g}"
         )
+
+
+def solenoidal_projection(uv: torch.Tensor) -> torch.Tensor:
+    """The divergence-free part of a periodic velocity field (the Leray projection, spectral).
+
+    ``u_hat <- u_hat - d (d . u_hat) / |d|^2`` per wavevector, with ``d`` the spectral derivative symbols of
+    :class:`NavierStokes2D` (odd derivatives zero on the Nyquist modes); the mean and the modes where
+    ``d = 0`` stay. So the field's spectral divergence vanishes, its curl (:meth:`NavierStokes2D.vorticity`)
+    is unchanged, a velocity the solver computed from a vorticity is left as it is, and the map commutes
+    with the square grid's rotations and mirrors (acting on the components as a vector). It does not
+    depend on the domain length. Differentiable; computed in the input's precision.
+
+    Args:
+        uv: ``[..., 2, n, n]``, the x (last grid axis) and y components on a periodic square grid, n even.
+
+    Returns:
+        The projected field, same shape and dtype.
+    """
+    if not isinstance(uv, torch.Tensor) or uv.ndim < 3 or uv.shape[-3] != 2 or uv.shape[-1] != uv.shape[-2]:
+        got = list(uv.shape) if isinstance(uv, torch.Tensor) else type(uv).__name__
+        raise ValueError(f"solenoidal_projection: expected [..., 2, n, n], got {got}")
+    n = uv.shape[-1]
+    if n % 2:
+        raise ValueError(f"solenoidal_projection: the grid size must be even, got {n}")
+    real = torch.float64 if uv.dtype == torch.float64 else torch.float32
+    dx = torch.fft.rfftfreq(n, device=uv.device, dtype=real) * n  # integer wavenumbers [n//2+1]
+    dy = torch.fft.fftfreq(n, device=uv.device, dtype=real) * n  # [n]
+    dx[n // 2] = 0.0  # odd derivatives vanish on the Nyquist modes
+    dy[n // 2] = 0.0
+    dx, dy = dx[None, :].expand(n, -1), dy[:, None].expand(-1, n // 2 + 1)  # [n, n//2+1]
+    d2 = dx**2 + dy**2
+    inv = torch.where(d2 > 0, 1.0 / torch.where(d2 > 0, d2, 1.0), 0.0)
+    u_hat, v_hat = torch.fft.rfft2(uv).unbind(-3)
+    div = (dx * u_hat + dy * v_hat) * inv  # (d . u_hat) / |d|^2
+    projected = torch.stack([u_hat - dx * div, v_hat - dy * div], dim=-3)
+    return torch.fft.irfft2(projected, s=(n, n)).to(uv.dtype)

@@ -63,6 +63,7 @@ class TrainSpec:
     noise_std: float = cfield(0.0, **nonnegative())
     residual: bool = True
     conserve_mean: bool = False
+    divergence_free: bool = False
     seed: int = cfield(0, **nonnegative())
     log_every: int = cfield(20, **positive())
     val_every: int = cfield(200, **positive())
@@ -92,3 +93,8 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         if self.train.pushforward and self.train.unroll < 2:
             raise ConfigError("train.pushforward: expected train.unroll >= 2 (it needs an unroll to push)")
+        if self.train.divergence_free and self.data.state != "velocity":
+            raise ConfigError(
+                f"train.divergence_free: projects a velocity state; expected data.state: velocity, got "
+                f"{self.data.state!r}"
+            )

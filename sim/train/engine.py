@@ -140,6 +140,7 @@ def build_stepper(config: ExperimentConfig, stats) -> Stepper | MeshStepper | We
         forcing=forcing,
         residual=config.train.residual,
         conserve_mean=config.train.conserve_mean,
+        divergence_free=config.train.divergence_free,
     )
 
 

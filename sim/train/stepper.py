@@ -9,6 +9,10 @@ next state in physical units:
   tendency, as in GraphCast); otherwise ``next = state_std * y + state_mean``.
 * ``conserve_mean=True``: the prediction's spatial mean is reset to the last state's, per channel, so the
   domain mean is conserved exactly (vorticity on the torus has zero mean).
+* ``divergence_free=True`` (a velocity state ``C = 2`` on a periodic square grid): the prediction is
+  projected onto divergence-free fields (:func:`sim.solvers.ns2d.solenoidal_projection`), so the state fed
+  back is incompressible, as the data is; the projection keeps the curl and the mean and commutes with the
+  grid's rotations and mirrors.
 
 Normalisation respects the field types, so an equivariant model stays equivariant: means live only on
 the invariant part of each field (none for pseudoscalars and vectors under D4), and a vector field has
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from sim.groups.fields import FieldType
+from sim.solvers.ns2d import solenoidal_projection
 
 __all__ = ["FieldStats", "MeshGraph", "MeshStepper", "Stepper", "field_stats"]
 
@@ -70,6 +75,7 @@ class Stepper(nn.Module):
         forcing: statistics of the forcing channels, ``[F]`` (``F`` may be 0).
         residual: predict the tendency (``next = last + ...``) instead of the state.
         conserve_mean: keep the spatial mean of each state channel exactly.
+        divergence_free: project a velocity state (``C = 2``, 2D) onto divergence-free fields.
     """
 
     def __init__(
@@ -82,9 +88,12 @@ class Stepper(nn.Module):
         forcing: FieldStats,
         residual: bool = True,
         conserve_mean: bool = False,
+        divergence_free: bool = False,
     ):
         super().__init__()
         C, F = state.mean.numel(), forcing.mean.numel()
+        if divergence_free and C != 2:
+            raise ValueError(f"Stepper: divergence_free projects a 2-D velocity (2 state channels), got {C}")
         expected_in = history * C + F
         if (
             getattr(model, "in_channels", expected_in) != expected_in
@@ -97,7 +106,7 @@ class Stepper(nn.Module):
             )
         self.model = model
         self.history, self.state_channels, self.forcing_channels = history, C, F
-        self.residual, self.conserve_mean = residual, conserve_mean
+        self.residual, self.conserve_mean, self.divergence_free = residual, conserve_mean, divergence_free
         for name, stats in (("state", state), ("delta", delta), ("forcing", forcing)):
             self.register_buffer(f"{name}_mean", stats.mean.float().clone())
             self.register_buffer(f"{name}_std", stats.std.float().clone())
@@ -133,6 +142,8 @@ class Stepper(nn.Module):
         if self.conserve_mean:
             dims = tuple(range(2, 2 + n))
             nxt = nxt - nxt.mean(dim=dims, keepdim=True) + last.mean(dim=dims, keepdim=True)
+        if self.divergence_free:
+            nxt = solenoidal_projection(nxt)
         return nxt
 
     @torch.no_grad()

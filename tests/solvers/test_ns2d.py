@@ -289,3 +289,30 @@ def test_vorticity_inverts_velocity_and_is_the_curl():
     torch.testing.assert_close(w, -torch.pi * torch.cos(torch.pi * y)[:, None].expand(32, 32))
     with pytest.raises(ValueError, match=r"uv must have shape \[B, 2, n, n\]"):
         solver.vorticity(torch.zeros(1, 3, 32, 32))
+
+
+def test_solenoidal_projection_keeps_solver_velocities_and_the_curl_and_commutes_with_d4():
+    from sim.groups import FieldType, act, dihedral
+    from sim.solvers import solenoidal_projection
+
+    n = 32
+    solver = NavierStokes2D(n, 1e-3, 1e-2)
+    torch.manual_seed(0)
+    uv = solver.velocity(gaussian_random_field(n, [2]).double())
+    torch.testing.assert_close(solenoidal_projection(uv), uv, atol=1e-12, rtol=0)  # already solenoidal
+    x = torch.randn(3, 2, n, n, dtype=torch.float64) + 0.3  # a mean and a gradient part
+    p = solenoidal_projection(x)
+    torch.testing.assert_close(solenoidal_projection(p), p, atol=1e-12, rtol=0)  # a projection
+    torch.testing.assert_close(solver.vorticity(p), solver.vorticity(x), atol=1e-12, rtol=0)
+    torch.testing.assert_close(p.mean((-2, -1)), x.mean((-2, -1)), atol=1e-12, rtol=0)
+    u_hat, v_hat = torch.fft.rfft2(p).unbind(1)
+    div = torch.fft.irfft2(solver._ops[2] * u_hat + solver._ops[3] * v_hat, s=(n, n))
+    assert div.abs().max() < 1e-11 and not torch.allclose(p, x)
+    vector = FieldType.parse(dihedral(4), "vector")
+    for g in range(8):  # rotations by 90 degrees and mirrors, acting on the grid and the components
+        torch.testing.assert_close(
+            solenoidal_projection(act(x, vector, g)), act(p, vector, g), atol=1e-12, rtol=0
+        )
+    assert solenoidal_projection(x.float()).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"\[\.\.\., 2, n, n\]"):
+        solenoidal_projection(torch.zeros(2, 3, 8, 8))

@@ -82,3 +82,48 @@ def test_statistics_travel_in_the_state_dict_and_shapes_are_checked():
             delta=FieldStats(torch.zeros(1), torch.ones(1)),
             forcing=FieldStats(torch.zeros(5), torch.ones(5)),
         )
+
+
+def test_a_divergence_free_velocity_stepper_predicts_incompressible_states():
+    from sim.config import ConfigError, from_dict
+    from sim.solvers import NavierStokes2D
+    from sim.train import ExperimentConfig
+
+    class Noise(torch.nn.Module):  # any prediction: a fixed random field added to the last frame
+        def forward(self, x):
+            return x[:, -3:-1] + torch.randn(
+                x.shape[0], 2, *x.shape[2:], generator=torch.Generator().manual_seed(0), dtype=x.dtype
+            )
+
+    stats = FieldStats(torch.zeros(2), torch.ones(2))
+    forcing = FieldStats(torch.zeros(1), torch.ones(1))
+    kw = dict(history=2, state=stats, delta=stats, forcing=forcing, conserve_mean=True)
+    stepper = Stepper(Noise(), divergence_free=True, **kw).double()
+    history, f = (
+        torch.randn(1, 2, 2, 16, 16, dtype=torch.float64),
+        torch.randn(1, 1, 16, 16, dtype=torch.float64),
+    )
+    nxt = stepper(history, f)
+    solver = NavierStokes2D(16, 1e-3, 1e-2)
+    u_hat, v_hat = torch.fft.rfft2(nxt).unbind(1)
+    div = torch.fft.irfft2(solver._ops[2] * u_hat + solver._ops[3] * v_hat, s=(16, 16))
+    assert div.abs().max() < 1e-10  # the unprojected prediction is far from it
+    free = Stepper(Noise(), **kw).double()(history, f)
+    torch.testing.assert_close(solver.vorticity(nxt), solver.vorticity(free), atol=1e-10, rtol=0)  # same curl
+    with pytest.raises(ValueError, match="2 state channels"):
+        Stepper(
+            Noise(),
+            divergence_free=True,
+            history=2,
+            state=FieldStats(torch.zeros(1), torch.ones(1)),
+            delta=FieldStats(torch.zeros(1), torch.ones(1)),
+            forcing=forcing,
+        )
+    with pytest.raises(ConfigError, match="data.state: velocity"):
+        model = {
+            "name": "cnn_resnet",
+            "in_fields": "5x pseudoscalar",
+            "out_fields": "1x pseudoscalar",
+            "width": 4,
+        }
+        from_dict(ExperimentConfig, {"model": model, "train": {"divergence_free": True}})
