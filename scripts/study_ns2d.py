@@ -317,12 +317,22 @@ def _verdicts(n: int, per_model: dict[str, dict], sets: list[str]) -> list[str]:
     lines = ["Verdict:", "", "- The G-CNN's " + "; ".join(parts) + "."]
     for k in ("steerable", "steerable_velocity"):
         if k in avg:
-            e = avg[k]
+            e, row = avg[k], per_model[k]
             gap = abs(e["rotated"] - e["original"]) / e["original"] if e["original"] else math.nan
+            one = [err(row.get(s), "rel_l2_1") for s in ("original", "rotated")]
+            gap1 = abs(one[1] - one[0]) / one[0] if one[0] else math.nan
+            diverged = (row.get("original") or {}).get("diverged", 0)
+            blowup = (
+                f"; it diverged in {diverged} of the test samples (first at step "
+                f"{row['original']['first_divergence']}), its average is over the leads before"
+                if diverged
+                else ""
+            )
             lines.append(
                 f"- The {MODELS[k][0]} model: rollout error {fmt(e['original'])} (the G-CNN's "
-                f"{fmt(g['original'])}, ratio {fmt(e['original'] / g['original'])}); rotated test set "
-                f"{fmt(e['rotated'])} (relative difference {gap:.1e}, exact under D4 by construction)."
+                f"{fmt(g['original'])}, ratio {fmt(e['original'] / g['original'])}){blowup}; rotated test "
+                f"set {fmt(e['rotated'])} (relative difference {gap:.1e}; {gap1:.1e} at lead 1: exact under "
+                "D4 by construction, float32 rounding grows through the chaotic rollout)."
             )
     ens = [
         f"{r['name']} {fmt(err(r.get('original'), 'enstrophy_ratio_10'))} / "
