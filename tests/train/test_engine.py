@@ -258,7 +258,10 @@ def test_shipped_experiment_configs_load():
     assert {p.name for p in experiments} >= {"demo_gcnn_p4m.yaml", "demo_cnn.yaml"}
     for path in experiments:
         config = load_config(ExperimentConfig, path)
-        assert config.model.in_fields.startswith(f"{config.data.history + 1}x")
+        if config.data.state == "velocity":  # history velocity frames, then the vorticity forcing
+            assert config.model.in_fields == f"{config.data.history}x vector + 1x pseudoscalar"
+        else:
+            assert config.model.in_fields.startswith(f"{config.data.history + 1}x")
 
 
 def test_training_memory_grows_with_the_unroll_and_the_cli_prints_it_without_a_run(
