@@ -13,6 +13,13 @@ from torch import nn
 from sim.runtime import LiveTensorBytes, tune_cpu_allocator
 
 
+def _fresh_python(code: str) -> list[str]:
+    """The words ``code`` prints, run in a fresh interpreter (process-wide allocator settings stay there)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+
+
 def test_tuning_in_a_fresh_process_keeps_results_identical():
     code = (
         "import torch; from sim.runtime import tune_cpu_allocator;"
@@ -21,9 +28,7 @@ def test_tuning_in_a_fresh_process_keeps_results_identical():
         "a = s.advance(w, 0.1); ok = tune_cpu_allocator(); b = s.advance(w, 0.1);"
         "print(ok, tune_cpu_allocator() == ok, torch.equal(a, b))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    out = _fresh_python(code)
     expected_ok = "True" if sys.platform.startswith("linux") else "False"
     assert out == [expected_ok, "True", "True"]
 
@@ -88,9 +93,7 @@ def test_release_cpu_memory_returns_freed_heap_to_the_system():
         "tune_cpu_allocator(); x = [torch.ones(3_000_000) for _ in range(40)]; del x; kept = rss();"
         "ok = release_cpu_memory(); print(ok, (kept - rss()) // 1024)"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
+    out = _fresh_python(code)
     if not sys.platform.startswith("linux"):
         assert out[0] == "False"
         return
