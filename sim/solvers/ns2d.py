@@ -122,12 +122,7 @@ class NavierStokes2D(nn.Module):
         kx, ky = self.grid.wavenumbers(dtype=torch.float64)  # [n, n//2+1] each
         k2 = kx**2 + ky**2  # -Laplacian symbol, Nyquist included
         inv_k2 = torch.where(k2 > 0, 1.0 / torch.where(k2 > 0, k2, 1.0), 0.0)
-        # Odd derivatives vanish on the Nyquist modes: i k has no real-valued, symmetric meaning there.
-        nyq = n // 2
-        dx = kx.clone()
-        dx[:, nyq] = 0.0
-        dy = ky.clone()
-        dy[nyq, :] = 0.0
+        dx, dy = _odd_derivative_symbols(kx, ky)
         # 2/3 rule: keep integer wavenumbers |k| < n/3 on each axis; drop the mean of the advection term.
         kint_x = torch.fft.rfftfreq(n, dtype=torch.float64) * n
         kint_y = torch.fft.fftfreq(n, dtype=torch.float64) * n
@@ -353,6 +348,17 @@ class NavierStokes2D(nn.Module):
         )
 
 
+def _odd_derivative_symbols(kx: torch.Tensor, ky: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The symbols of d/dx and d/dy (times -i) from the wavenumbers ``[n, n//2+1]`` of
+    :meth:`PeriodicGrid2D.wavenumbers`: zero on the Nyquist modes, where ``i k`` has no real-valued,
+    symmetric meaning (so the discrete operators commute exactly with the grid's rotations and mirrors)."""
+    nyq = kx.shape[0] // 2
+    dx, dy = kx.clone(), ky.clone()
+    dx[:, nyq] = 0.0
+    dy[nyq, :] = 0.0
+    return dx, dy
+
+
 def solenoidal_projection(uv: torch.Tensor) -> torch.Tensor:
     """The divergence-free part of a periodic velocity field (the Leray projection, spectral).
 
@@ -376,11 +382,10 @@ def solenoidal_projection(uv: torch.Tensor) -> torch.Tensor:
     if n % 2:
         raise ValueError(f"solenoidal_projection: the grid size must be even, got {n}")
     real = torch.float64 if uv.dtype == torch.float64 else torch.float32
-    dx = torch.fft.rfftfreq(n, device=uv.device, dtype=real) * n  # integer wavenumbers [n//2+1]
-    dy = torch.fft.fftfreq(n, device=uv.device, dtype=real) * n  # [n]
-    dx[n // 2] = 0.0  # odd derivatives vanish on the Nyquist modes
-    dy[n // 2] = 0.0
-    dx, dy = dx[None, :].expand(n, -1), dy[:, None].expand(-1, n // 2 + 1)  # [n, n//2+1]
+    # integer wavenumbers (a period of 2 pi): the projection does not depend on the scale
+    dx, dy = _odd_derivative_symbols(
+        *PeriodicGrid2D(n, 2 * math.pi).wavenumbers(dtype=real, device=uv.device)
+    )
     d2 = dx**2 + dy**2
     inv = torch.where(d2 > 0, 1.0 / torch.where(d2 > 0, d2, 1.0), 0.0)
     u_hat, v_hat = torch.fft.rfft2(uv).unbind(-3)
