@@ -382,9 +382,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from sim.config import ConfigError, dump_yaml, load_config
     from sim.train import ExperimentConfig, train
 
-    if args.out is None and not (args.estimate_memory or args.print_config):
+    if args.out is None and (args.resume or not (args.estimate_memory or args.print_config)):
         raise ConfigError(
-            "--out: expected the run folder (only --estimate-memory and --print-config go without)"
+            "--out: expected the run folder (only --estimate-memory and --print-config of a --config go "
+            "without)"
         )
     out = Path(args.out or ".")
     if args.resume:  # the run's own resolved config, so a resumed run cannot drift from the first

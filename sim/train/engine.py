@@ -490,7 +490,7 @@ def training_memory(config: ExperimentConfig, *, unroll: int | None = None) -> d
         history, forcing, target = _split(batch, d.history, core.state_channels, meta)
         _loss(core, core, history, forcing, target, k, t.pushforward).backward()
         optimizer.step()
-    params = [p for p in core.parameters()]
+    params = list(core.parameters())
     return {
         "peak": mem.peak,
         "parameters": sum(p.numel() for p in params),
@@ -642,13 +642,10 @@ def train(
             rate = seen / max(time.perf_counter() - tick, 1e-9)
             tick, seen = time.perf_counter(), 0
             lr = scheduler.get_last_lr()[0]
-            if (
-                rank == 0
-            ):  # at once, so that the log can be watched; a resume drops what follows its checkpoint
-                _append_log(
-                    out_dir,
-                    [[done, loss_value, k, lr, rate, *((val1, valk) if validated else (math.nan, math.nan))]],
-                )
+            # written at once, so that the log can be watched; a resume drops what follows its checkpoint
+            if rank == 0:
+                vals = (val1, valk) if validated else (math.nan, math.nan)
+                _append_log(out_dir, [[done, loss_value, k, lr, rate, *vals]])
             bar.set_postfix(loss=f"{loss_value:.3g}", unroll=k, val=f"{val1:.3g}", rate=f"{rate:.0f}/s")
         if rank == 0 and (done % t.checkpoint_every == 0 or last):
             save_checkpoint(
