@@ -659,7 +659,13 @@ def _run(args, cases: list[Case], device: torch.device, threads: int, max_memory
     runs = [(case, model, ckpt) for case in cases for model in args.models for ckpt in checkpoints]
     pairs = [(model, ckpt) for model in args.models for ckpt in checkpoints]
     sizes = {"latent": args.latent, "vectors": args.vectors, "steps": args.steps}
-    simulated_rows: list[dict] = []
+    simulated: dict[str, tuple[dict, dict]] = {}  # case name -> (its info, {(model, ckpt): peak bytes})
+
+    def simulate(case: Case, graph: SphereGraph, info: dict) -> dict:
+        peaks = {(m, c): simulate_peak(graph, m, layout, **sizes, checkpoint=c) for m, c in pairs}
+        simulated[case.name] = (info, peaks)
+        return peaks
+
     load0, t0 = load_average(), time.perf_counter()
     rows: list[dict] = []
     bar = tqdm(total=len(runs), unit="run", disable=args.no_progress, desc="bench_sphere")
@@ -668,9 +674,7 @@ def _run(args, cases: list[Case], device: torch.device, threads: int, max_memory
             bar.set_postfix_str(f"{case.name}: building the graph")
             graph, info = _build(case)
             path = save_graph(graph, Path(tmp) / f"graph_{case.nlat}x{case.nlon}.pt")
-            simulated = {(m, c): simulate_peak(graph, m, layout, **sizes, checkpoint=c) for m, c in pairs}
-            simulated_rows += [{**info, "model": m, "checkpoint": c, "simulated_bytes": b}
-                               for (m, c), b in simulated.items()]  # fmt: skip
+            peaks = simulate(case, graph, info)
             del graph
             for model in args.models:
                 for ckpt in checkpoints:
@@ -690,27 +694,19 @@ def _run(args, cases: list[Case], device: torch.device, threads: int, max_memory
                         "max_extra_rounds": 0 if args.quick else args.repeats,
                     }
                     row = {**info, "model": model, "checkpoint": ckpt, **run_child(spec)}
-                    row["simulated_bytes"] = simulated[model, ckpt]
+                    row["simulated_bytes"] = peaks[model, ckpt]
                     rows.append(row)
                     bar.update(1)
                     bar.write(_progress_line(row))
         for name in args.simulate:  # the grids only simulated
-            if CASES[name] in cases:
-                continue
-            bar.set_postfix_str(f"{name}: building the graph to simulate")
-            graph, info = _build(CASES[name])
-            simulated_rows += [
-                {**info, "model": m, "checkpoint": c,
-                 "simulated_bytes": simulate_peak(graph, m, layout, **sizes, checkpoint=c)}
-                for m, c in pairs
-            ]  # fmt: skip
-            del graph
+            if name not in simulated:
+                bar.set_postfix_str(f"{name}: building the graph to simulate")
+                simulate(CASES[name], *_build(CASES[name]))
     bar.close()
     seconds = time.perf_counter() - t0
-    order = {label: i for i, label in enumerate(c.grid_label for c in CASES.values())}
-    simulated_rows = [
-        r for r in sorted(simulated_rows, key=lambda r: order.get(r["grid"], -1))
-        if r["grid"] in {CASES[n].grid_label for n in args.simulate}
+    simulated_rows = [  # in the order of CASES
+        {**simulated[name][0], "model": m, "checkpoint": c, "simulated_bytes": b}
+        for name in CASES if name in args.simulate for (m, c), b in simulated[name][1].items()
     ]  # fmt: skip
     # as the children saw it (this process never touches CUDA: its context would take GPU memory)
     machine = next((r["machine"] for r in rows if r.get("machine")), f"{device}, torch {torch.__version__}")
