@@ -285,6 +285,11 @@ def fmt_seconds(v: float) -> str:
     return "–" if not math.isfinite(v) else f"{v:.1f} s"
 
 
+def rel_gap(original: float, other: float) -> float:
+    """``|other - original| / original`` (NaN for an original of 0)."""
+    return abs(other - original) / original if original else math.nan
+
+
 def _verdicts(n: int, per_model: dict[str, dict], sets: list[str]) -> list[str]:
     """The verdict lines of one training-set size: the issue's goals for the G-CNN, the steerable models
     against it, and the enstrophy diagnosis."""
@@ -306,21 +311,20 @@ def _verdicts(n: int, per_model: dict[str, dict], sets: list[str]) -> list[str]:
             f"vs the FNO's {fmt(avg['fno']['original'])}: "
             + ("below, goal met" if ok else "NOT below, goal missed")
         )
-    gap = abs(g["rotated"] - g["original"]) / g["original"] if g["original"] else math.nan
+    gap = rel_gap(g["original"], g["rotated"])
     parts.append(
         f"rotated test set {fmt(g['rotated'])} (relative difference {gap:.1e}): "
         + ("the same, goal met" if gap < 1e-3 else "NOT the same, goal missed")
     )
     if "cnn" in avg:
-        cgap = abs(avg["cnn"]["rotated"] - avg["cnn"]["original"]) / avg["cnn"]["original"]
+        cgap = rel_gap(avg["cnn"]["original"], avg["cnn"]["rotated"])
         parts.append(f"for contrast the CNN's rotated/original differ by {cgap:.1%}")
     lines = ["Verdict:", "", "- The G-CNN's " + "; ".join(parts) + "."]
     for k in ("steerable", "steerable_velocity"):
         if k in avg:
             e, row = avg[k], per_model[k]
-            gap = abs(e["rotated"] - e["original"]) / e["original"] if e["original"] else math.nan
-            one = [err(row.get(s), "rel_l2_1") for s in ("original", "rotated")]
-            gap1 = abs(one[1] - one[0]) / one[0] if one[0] else math.nan
+            gap = rel_gap(e["original"], e["rotated"])
+            gap1 = rel_gap(*(err(row.get(s), "rel_l2_1") for s in ("original", "rotated")))
             diverged = (row.get("original") or {}).get("diverged", 0)
             blowup = (
                 f"; it diverged in {diverged} of the test samples (first at step "
