@@ -30,7 +30,6 @@ import argparse
 import math
 import shlex
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -196,21 +195,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"reusing {checkpoint}")
         stepper, _, _ = load_stepper(checkpoint)
         params = stepper.model.num_parameters()
-        common = dict(device=device, overwrite=True, progress=progress, attrs={"model": name})
-        t0 = time.perf_counter()
-        path = run / "rollout_test.nc"
-        inits = _init_times(store, test_period, args.forecast_days, history=stepper.history, every=4)
-        rollout_weather_to_netcdf(stepper, store, path, steps=forecast_steps, init_times=inits, **common)
-        n_inits = _inits(path)
-        per_step = (time.perf_counter() - t0) / (forecast_steps * n_inits)
+        common = dict(device=device, progress=progress, attrs={"model": name}, keep=args.reuse and checkpoint)
+        path, per_step = _rollout(
+            stepper, store, run / "rollout_test.nc", steps=forecast_steps,
+            init_times=_init_times(store, test_period, args.forecast_days, history=stepper.history, every=4),
+            **common,
+        )  # fmt: skip
         test_rollouts.append((name, path))
-        path = run / "rollout_tilted.nc"
-        inits = _init_times(tilted, None, args.forecast_days, history=stepper.history, every=4)
-        rollout_weather_to_netcdf(stepper, tilted, path, steps=forecast_steps, init_times=inits, **common)
+        path, _ = _rollout(
+            stepper, tilted, run / "rollout_tilted.nc", steps=forecast_steps,
+            init_times=_init_times(tilted, None, args.forecast_days, history=stepper.history, every=4),
+            **common,
+        )  # fmt: skip
         tilted_rollouts.append((name, path))
-        path = run / "rollout_year.nc"
-        rollout_weather_to_netcdf(
-            stepper, store, path, steps=year_steps, period=test_period, max_inits=1,
+        path, _ = _rollout(
+            stepper, store, run / "rollout_year.nc", steps=year_steps, period=test_period, max_inits=1,
             save_every=args.year_save_every if not args.quick else 1, **common,
         )  # fmt: skip
         year_rollouts.append((name, path))
@@ -294,11 +293,37 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
-def _inits(path: Path) -> int:
+def _rollout(
+    stepper,
+    data: Path,
+    path: Path,
+    *,
+    steps: int,
+    keep: Path | bool,
+    save_every: int = 1,
+    init_times: list | None = None,
+    **kw,
+) -> tuple[Path, float]:
+    """Roll out into ``path``, or keep the file there when ``keep`` (the checkpoint) is older than it and it
+    has the same data, steps, saved leads and initial times; returns the file and its wall seconds per
+    model step and initial time (the rollout records its own wall time)."""
     import xarray as xr
 
+    fresh = not (keep and path.exists() and path.stat().st_mtime >= Path(keep).stat().st_mtime)
+    if not fresh:
+        with xr.open_dataset(path) as ds:
+            made = tuple(ds.attrs.get(k) for k in ("data_file", "steps", "save_every", "wall_seconds"))
+            got = ds["init_time"].values
+        fresh = made[:3] != (str(data), steps, save_every) or made[3] is None
+        if init_times is not None:
+            fresh |= len(got) != len(init_times) or bool((got != np.array(init_times, "M8[ns]")).any())
+    if fresh:
+        kw.update(steps=steps, save_every=save_every, init_times=init_times, overwrite=True)
+        rollout_weather_to_netcdf(stepper, data, path, **kw)
+    else:
+        print(f"reusing {path}")
     with xr.open_dataset(path) as ds:
-        return ds.sizes["init_time"]
+        return path, float(ds.attrs["wall_seconds"]) / (steps * ds.sizes["init_time"])
 
 
 def _grid(store: Path) -> str:

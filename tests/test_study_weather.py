@@ -21,3 +21,22 @@ def test_quick_run_writes_its_section_and_reports(load_script, tmp_path):
 
     prep = yaml.safe_load((out / "data" / "swe.zarr" / "prepare.yaml").read_text())
     assert prep["train"]["end"] < study._periods(out / "data" / "swe.zarr")[1][0]
+
+
+def test_reuse_keeps_finished_rollouts(load_script, tmp_path, capsys):
+    study = load_script("study_weather")
+    args = ["--quick", "--out", str(tmp_path), "--models", "sfno", "--no-progress", "--results", "-", "--reuse"]
+    first = study.main(args)
+    files = sorted(tmp_path.glob("sfno/rollout_*.nc"))
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert len(files) == 3 and "reusing" not in capsys.readouterr().out
+    second = study.main(args)  # the run and its rollouts are kept, and the report is the same
+    assert capsys.readouterr().out.count("reusing") == 4  # the checkpoint and the three rollouts
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert first == second
+    # a rollout older than its checkpoint is made again
+    ckpt = tmp_path / "sfno/checkpoints/last.pt"
+    ckpt.touch()
+    study.main(args)
+    assert capsys.readouterr().out.count("reusing") == 1
+    assert all(f.stat().st_mtime_ns > s for f, s in zip(files, stamps))

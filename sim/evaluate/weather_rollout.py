@@ -11,7 +11,8 @@ File layout (netCDF-4)::
     coordinates: init_time (datetime64, the time of the last input state), lead_time (timedelta64: k model
                  steps, the saved ones), level (hPa), latitude (ascending), longitude
     attributes:  kind = "weather", data_file, history, step_seconds, steps, save_every, blowup_factor,
-                 divergence, sim_version, created, and the caller's ``attrs``
+                 divergence, sim_version, created, wall_seconds (the rollouts' wall time, set once they are
+                 all written), and the caller's ``attrs``
 
 The valid time of ``(init_time, lead_time)`` is their sum, as in WeatherBench2: ``sim.evaluate.
 weather_metrics.evaluate_forecast(forecast, truth)`` reads the file as it is. Forcings at each valid time
@@ -28,6 +29,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -47,7 +49,7 @@ __all__ = ["rollout_weather_to_netcdf", "split_channel"]
 
 _RESERVED_ATTRS = frozenset(
     {"kind", "data_file", "history", "step_seconds", "steps", "save_every", "blowup_factor", "divergence"}
-    | {"sim_version", "created", "title"}
+    | {"sim_version", "created", "title", "wall_seconds"}
 )
 
 
@@ -210,6 +212,7 @@ def rollout_weather_to_netcdf(
                 }
             )
             bar = tqdm(total=len(chosen) * steps, desc="rollout", unit="step", disable=not progress)
+            t0 = time.perf_counter()
             with torch.no_grad():
                 for b0 in range(0, len(chosen), batch_size):
                     idx = chosen[b0 : b0 + batch_size]
@@ -221,6 +224,9 @@ def rollout_weather_to_netcdf(
                     )  # fmt: skip
                     nc["diverged_at"][b0 : b0 + len(idx)] = diverged
             bar.close()
+            # the rollouts' wall time (model steps and writing, not the data set-up): a study that keeps
+            # this file can still report the time per step it was made at
+            nc.setncattr("wall_seconds", time.perf_counter() - t0)
         finally:
             nc.close()
     return out

@@ -42,7 +42,7 @@ def test_rollout_layout_and_first_lead(weather_store, tmp_path):
         stepper, store, tmp_path / "r.nc", steps=4, max_inits=3, init_every=2, progress=False
     )
     ds = xr.open_dataset(out)
-    assert ds.attrs["kind"] == "weather"
+    assert ds.attrs["kind"] == "weather" and ds.attrs["wall_seconds"] > 0
     assert ds["geopotential"].dims == ("init_time", "lead_time", "level", "latitude", "longitude")
     assert ds["geopotential"].shape == (3, 4, 1, grid.nlat, grid.nlon)
     assert ds["lead_time"].values[0] == np.timedelta64(6, "h")
