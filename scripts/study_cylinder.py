@@ -22,7 +22,8 @@ mirrored (written back in the data's frame, so the two compare directly). Report
     python scripts/study_cylinder.py --quick --results -     # a smoke run on a synthetic file
 
 Writes OUT/<model>/ (training run, rollouts), OUT/report/ (``write_mesh_report``) and the
-``study_cylinder`` section of docs/results.md (``--results``, ``-`` prints only).
+``study_cylinder`` section of docs/results.md (``--results``, ``-`` prints only): one part per training
+budget (steps), so a longer run is added beside a shorter one instead of replacing it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from sim.config import load_config, read_yaml  # noqa: E402
 from sim.data.cylinder import CylinderDataConfig, generate_cylinder, write_synthetic_cylinder  # noqa: E402
 from sim.evaluate.mesh_report import format_mesh_summary, write_mesh_report  # noqa: E402
 from sim.evaluate.mesh_rollout import rollout_mesh_to_netcdf  # noqa: E402
-from sim.io import publish_section  # noqa: E402
+from sim.io import markdown_blocks, publish_section, read_markdown_blocks  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
 from sim.train import ExperimentConfig, load_stepper  # noqa: E402
 from sim.train.engine import train_or_reuse  # noqa: E402
@@ -56,6 +57,7 @@ MODELS = {  # key: (display name, experiment config)
 }
 DEFAULT_MODELS = ["equivariant_meshgraphnet", "meshgraphnet", "egnn"]  # tensor_product_mesh on demand
 DATA_CONFIG = ROOT / "configs/data/cylinder_demo.yaml"
+SECTION = "study_cylinder"
 QUICK_MODEL = ["model.latent=8", "model.blocks=1", "model.vectors=2"]
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"--test {args.test} and --val {args.val} leave no training trajectories of {n_samples}")
     rollout_steps = min(args.rollout_steps, n_frames - 1)
 
-    rows, timings, rollouts = [], {}, []
+    rows, timings, rollouts, budgets = [], {}, [], set()
     for key in args.models:
         name, experiment = MODELS[key]
         mapping = read_yaml(experiment)
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             overrides += [f"train.steps={args.steps}", f"train.val_every={args.steps}",
                           f"train.checkpoint_every={min(args.steps, 100)}"]  # fmt: skip
         config = load_config(ExperimentConfig, mapping, overrides)
+        budgets.add(config.train.steps)
         run = out / key
         print(f"== {name} -> {run}")
         checkpoint, seconds, reused = train_or_reuse(
@@ -172,9 +175,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(summary)
 
     solver = _solver_seconds_per_frame(data_path, test)
+    budget = "/".join(str(b) for b in sorted(budgets))
     lines = [
-        f"## Flow past a cylinder: {' vs '.join(MODELS[k][0] for k in args.models)} "
-        "(`scripts/study_cylinder.py`)",
+        f"### {budget} training steps: {' vs '.join(MODELS[k][0] for k in args.models)}",
         "",
         f"Command: `{command}`  ",
         f"Machine: {describe_machine(device)}; 1-minute load average {load_before} at the start, "
@@ -212,7 +215,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "",
             "This was a `--quick` smoke run (a synthetic file, tiny models): the numbers mean nothing.",
         ]
-    publish_section(args.results, "study_cylinder", "\n".join(lines), title="Results")
+    blocks = {} if args.results == "-" else read_markdown_blocks(args.results, SECTION)
+    blocks[f"steps{budget}"] = "\n".join(lines)
+    steps = lambda k: int(k[5:]) if k[5:].isdigit() else 1 << 30  # noqa: E731
+    header = [
+        "## Flow past a cylinder: equivariant and plain mesh GNNs (`scripts/study_cylinder.py`)",
+        "",
+        "One part per training budget, each written by the run that trained it (a run keeps the parts of "
+        "the budgets it did not train).",
+        "",
+        markdown_blocks(SECTION, {k: blocks[k] for k in sorted(blocks, key=steps)}),
+    ]
+    publish_section(args.results, SECTION, "\n".join(header), title="Results")
     return rows
 
 

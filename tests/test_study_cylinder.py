@@ -12,7 +12,11 @@ def study(load_script):
 
 def test_quick_run_writes_its_section_and_report(study, cylinder_file, tmp_path):
     results = tmp_path / "results.md"
-    results.write_text("# Results\n\n<!-- other:start -->\nkeep me\n<!-- other:end -->\n")
+    results.write_text(
+        "# Results\n\n<!-- other:start -->\nkeep me\n<!-- other:end -->\n\n<!-- study_cylinder:start -->\n"
+        "<!-- study_cylinder:steps9000:start -->\nthe longer run\n<!-- study_cylinder:steps9000:end -->\n"
+        "<!-- study_cylinder:end -->\n"
+    )
     out = tmp_path / "study"
     args = ["--quick", "--data", str(cylinder_file), "--test", "1", "--val", "1", "--out", str(out)]
     rows = study.main([*args, "--results", str(results), "--no-progress", "--angle", "57"])
@@ -29,6 +33,10 @@ def test_quick_run_writes_its_section_and_report(study, cylinder_file, tmp_path)
     assert base[0] != pytest.approx(base[1], rel=1e-4)  # the baseline is not
     text = results.read_text()
     assert "keep me" in text and "<!-- study_cylinder:start -->" in text
+    # one part per training budget: this run's (3 steps) before the longer run's, which is kept
+    assert text.index("<!-- study_cylinder:steps3:start -->\n### 3 training steps") < text.index(
+        "the longer run"
+    )
     assert "| E(2)-equivariant MGN |" in text and "speed-up over the solver" in text
     assert (out / "report" / "report.md").is_file()
     # --reuse: nothing retrained
