@@ -270,17 +270,38 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in [*timings, "persistence"]:
         if name in tilt:
             lines.append(f"| {name} | {rmse(tilt[name])} |")
+    skill = {name: _skill(test, name, head) + _skill(tilt, name, head) for name in timings}
     lines += [
         "",
-        f"Stability over {year_steps} steps ({year_steps * step_hours / 24:g} days):",
+        "Skill over persistence, 1 − RMSE / persistence's RMSE (geopotential; 0: no better than persistence, "
+        "1: perfect), on the test trajectory and on the tilted planet:",
         "",
-        "| model | diverged at step | kinetic energy, last / first saved day |",
-        "|---|---:|---:|",
+        f"| model | {' | '.join(f'test {d} d' for d in HEADLINE_DAYS)} | "
+        f"{' | '.join(f'tilted {d} d' for d in HEADLINE_DAYS)} |",
+        "|---|" + "---:|" * (2 * len(HEADLINE_DAYS)),
+    ]
+    lines += [f"| {name} | " + " | ".join(_skill_cell(v) for v in sk) + " |" for name, sk in skill.items()]
+    energy = {name: _energy_range(path) for name, path in year_rollouts}
+    truth_lo, truth_hi = _truth_energy_range(store)
+    truth_days = (len(_trajectories(store)[0]) - 1) * step_hours / 24
+    lines += [
+        "",
+        f"Stability over {year_steps} steps ({year_steps * step_hours / 24:g} days); the kinetic energy "
+        f"relative to the first saved day (the truth's trajectories, {truth_days:g} days each, stay within "
+        f"{_fmt(truth_lo, 2)} to {_fmt(truth_hi, 2)} of their first state's):",
+        "",
+        "| model | diverged at step | kinetic energy, last day | lowest | highest |",
+        "|---|---:|---:|---:|---:|",
     ]
     for name in timings:
         r = year.get(name, {})
         d = r.get("diverged_at")
-        lines.append(f"| {name} | {'none' if d in (None, -1) else d} | {_fmt(r.get('ke_ratio'), 3)} |")
+        lo, hi = energy.get(name, (math.nan, math.nan))
+        lines.append(
+            f"| {name} | {'none' if d in (None, -1) else d} | {_fmt(r.get('ke_ratio'), 3)} | {_fmt(lo, 3)} | "
+            f"{_fmt(hi, 3)} |"
+        )
+    lines += ["", "Verdict:", "", *_verdicts(test, skill, year, HEADLINE_DAYS, head)]
     lines += [
         "",
         f"Reports with RMSE/bias curves, spectra, kinetic energy over the year and maps: "
@@ -291,6 +312,94 @@ def main(argv: list[str] | None = None) -> list[dict]:
         lines += ["", "This was a `--quick` smoke run (tiny data and models): the numbers mean nothing."]
     publish_section(args.results, "study_weather", "\n".join(lines), title="Results")
     return rows
+
+
+def _skill(rows: dict, name: str, head: str) -> tuple[float, ...]:
+    """1 - RMSE / persistence's RMSE of ``head`` at the headline days (NaN where either is missing)."""
+    ref = rows.get("persistence", {})
+    return tuple(
+        1.0 - rows.get(name, {}).get(f"rmse_{head}_{d}d", math.nan) / ref.get(f"rmse_{head}_{d}d", math.nan)
+        for d in HEADLINE_DAYS
+    )
+
+
+def _skill_cell(value: float) -> str:
+    return f"{value:.2f}" if math.isfinite(value) else "–"
+
+
+def _energy_range(path: Path) -> tuple[float, float]:
+    """Lowest and highest kinetic energy of a rollout over its saved leads, relative to the first (mean over
+    the initial times; NaN after a divergence is skipped)."""
+    import xarray as xr
+
+    with xr.open_dataset(path) as ds:
+        ke = ds["kinetic_energy"].mean("init_time").values.astype(float)
+    ke = ke[np.isfinite(ke)]
+    if ke.size == 0 or ke[0] <= 0:
+        return math.nan, math.nan
+    return float(ke.min() / ke[0]), float(ke.max() / ke[0])
+
+
+def _truth_energy_range(store: Path) -> tuple[float, float]:
+    """Lowest and highest kinetic energy of the store's trajectories relative to each one's first state
+    (area-weighted mean of ``(u^2 + v^2) / 2`` over the wind levels), over all its trajectories."""
+    import xarray as xr
+
+    from sim.evaluate.weather_metrics import latitude_weights
+
+    lo, hi = math.inf, -math.inf
+    with xr.open_zarr(store) as ds:
+        w = latitude_weights(np.asarray(ds["latitude"].values))[:, None]
+        u = np.asarray(ds["u_component_of_wind"].values, np.float64)  # [T, (level,) nlat, nlon]
+        v = np.asarray(ds["v_component_of_wind"].values, np.float64)
+        ke = (0.5 * (u**2 + v**2) * w).mean(axis=(-2, -1))
+        ke = ke.reshape(ke.shape[0], -1).mean(axis=1)  # [T]
+        times = ds["time"].values
+    for seg in _trajectories(store):
+        k = ke[np.isin(times, seg)]
+        lo, hi = min(lo, k.min() / k[0]), max(hi, k.max() / k[0])
+    return float(lo), float(hi)
+
+
+def _verdicts(test: dict, skill: dict, year: dict, days: tuple[int, ...], head: str) -> list[str]:
+    """The study's findings in a few lines, from its numbers."""
+    names = list(skill)
+    out = []
+    best = []
+    for d in days:
+        scored = [(test.get(n, {}).get(f"rmse_{head}_{d}d", math.nan), n) for n in names]
+        scored = [(v, n) for v, n in scored if math.isfinite(v)]
+        if scored:
+            best.append(f"{d} d {min(scored)[1]} ({_fmt(min(scored)[0])})")
+    if best:
+        out.append(f"- Lowest RMSE on the test trajectory: {', '.join(best)}.")
+    k = len(days)
+    kept = [n for n in names if all(math.isfinite(v) and v > 0 for v in skill[n][k:])]
+    lost = [n for n in names if n not in kept]
+    if kept:
+        out.append(
+            "- Better than persistence at every lead on the tilted planet (never trained on): "
+            + ", ".join(f"{n} (skill {_skill_cell(skill[n][k])} at {days[0]} d)" for n in kept)
+            + "."
+        )
+    if lost:
+        out.append(
+            "- No better than persistence at some lead on the tilted planet: "
+            + ", ".join(
+                f"{n} (skill at {days[0]} d {_skill_cell(skill[n][0])} on the test trajectory, "
+                f"{_skill_cell(skill[n][k])} tilted)"
+                for n in lost
+            )
+            + "."
+        )
+    diverged = {n: year.get(n, {}).get("diverged_at") for n in names}
+    bad = {n: s for n, s in diverged.items() if s not in (None, -1)}
+    stable = [n for n in names if n not in bad and n in year]
+    if stable:
+        out.append(f"- No divergence over the year: {', '.join(stable)}.")
+    if bad:
+        out.append("- Diverged: " + ", ".join(f"{n} at step {s}" for n, s in bad.items()) + ".")
+    return out
 
 
 def _rollout(

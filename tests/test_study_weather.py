@@ -14,6 +14,7 @@ def test_quick_run_writes_its_section_and_reports(load_script, tmp_path):
     text = results.read_text()
     assert "keep me" in text and "<!-- study_weather:start -->" in text
     assert "| SO(3)-equivariant GraphCast |" in text and "tilted by 45°" in text and "Stability over" in text
+    assert "Skill over persistence" in text and "Verdict:" in text
     for report in ("report_test", "report_tilted", "report_year"):
         assert (out / report / "report.md").is_file()
     # the statistics are over the training trajectories only: the store's prepare period ends before them
@@ -25,7 +26,17 @@ def test_quick_run_writes_its_section_and_reports(load_script, tmp_path):
 
 def test_reuse_keeps_finished_rollouts(load_script, tmp_path, capsys):
     study = load_script("study_weather")
-    args = ["--quick", "--out", str(tmp_path), "--models", "sfno", "--no-progress", "--results", "-", "--reuse"]
+    args = [
+        "--quick",
+        "--out",
+        str(tmp_path),
+        "--models",
+        "sfno",
+        "--no-progress",
+        "--results",
+        "-",
+        "--reuse",
+    ]
     first = study.main(args)
     files = sorted(tmp_path.glob("sfno/rollout_*.nc"))
     stamps = [f.stat().st_mtime_ns for f in files]
@@ -39,4 +50,25 @@ def test_reuse_keeps_finished_rollouts(load_script, tmp_path, capsys):
     ckpt.touch()
     study.main(args)
     assert capsys.readouterr().out.count("reusing") == 1
-    assert all(f.stat().st_mtime_ns > s for f, s in zip(files, stamps))
+    assert all(f.stat().st_mtime_ns > s for f, s in zip(files, stamps, strict=True))
+
+
+def test_verdicts_name_the_best_the_generalizing_and_the_diverged(load_script):
+    study = load_script("study_weather")
+    head = "geopotential@500"
+    rmse = lambda *v: {f"rmse_{head}_{d}d": x for d, x in zip(study.HEADLINE_DAYS, v, strict=True)}  # noqa: E731
+    test = {"A": rmse(1, 2, 3), "B": rmse(2, 1, 4), "persistence": rmse(4, 4, 4)}
+    tilt = {"A": rmse(1, 2, 3), "B": rmse(5, 5, 5), "persistence": rmse(4, 4, 4)}
+    skill = {n: study._skill(test, n, head) + study._skill(tilt, n, head) for n in ("A", "B")}
+    assert skill["A"] == (0.75, 0.5, 0.25, 0.75, 0.5, 0.25)
+    year = {"A": {"diverged_at": -1}, "B": {"diverged_at": 35}}
+    lines = study._verdicts(test, skill, year, study.HEADLINE_DAYS, head)
+    assert lines == [
+        "- Lowest RMSE on the test trajectory: 1 d A (1), 3 d B (1), 5 d A (3).",
+        "- Better than persistence at every lead on the tilted planet (never trained on): "
+        "A (skill 0.75 at 1 d).",
+        "- No better than persistence at some lead on the tilted planet: B (skill at 1 d 0.50 on the test "
+        "trajectory, -0.25 tilted).",
+        "- No divergence over the year: A.",
+        "- Diverged: B at step 35.",
+    ]
