@@ -535,8 +535,8 @@ def section_text(blocks: dict[str, str]) -> str:
         "that runs out of memory (CUDA out of memory, a CPU allocation refused under `--max-memory`, a "
         "process killed) reads *does not fit*.",
     ]
-    ordered = {d: blocks[d] for d in sorted(blocks, key=lambda d: (DEVICE_ORDER + (d,)).index(d))}
-    return "\n".join(lines) + "\n\n" + markdown_blocks(SECTION, ordered) + "\n"
+    order = lambda d: (DEVICE_ORDER + (d,)).index(d)  # noqa: E731
+    return "\n".join(lines) + "\n\n" + markdown_blocks(SECTION, blocks, order=order) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------- main

@@ -44,7 +44,7 @@ from sim.config import load_config, read_yaml  # noqa: E402
 from sim.data.cylinder import CylinderDataConfig, generate_cylinder, write_synthetic_cylinder  # noqa: E402
 from sim.evaluate.mesh_report import format_mesh_summary, write_mesh_report  # noqa: E402
 from sim.evaluate.mesh_rollout import rollout_mesh_to_netcdf  # noqa: E402
-from sim.io import markdown_blocks, publish_section, read_markdown_blocks  # noqa: E402
+from sim.io import markdown_blocks, number_order, publish_section, read_markdown_blocks  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
 from sim.train import ExperimentConfig, load_stepper  # noqa: E402
 from sim.train.engine import train_or_reuse  # noqa: E402
@@ -217,14 +217,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
         ]
     blocks = {} if args.results == "-" else read_markdown_blocks(args.results, SECTION)
     blocks[f"steps{budget}"] = "\n".join(lines)
-    steps = lambda k: int(k[5:]) if k[5:].isdigit() else 1 << 30  # noqa: E731
     header = [
         "## Flow past a cylinder: equivariant and plain mesh GNNs (`scripts/study_cylinder.py`)",
         "",
         "One part per training budget, each written by the run that trained it (a run keeps the parts of "
         "the budgets it did not train).",
         "",
-        markdown_blocks(SECTION, {k: blocks[k] for k in sorted(blocks, key=steps)}),
+        markdown_blocks(SECTION, blocks, order=number_order),
     ]
     publish_section(args.results, SECTION, "\n".join(header), title="Results")
     return rows

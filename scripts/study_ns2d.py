@@ -55,7 +55,7 @@ from sim.evaluate import (  # noqa: E402
     summary_rows,  # noqa: E402
     write_report,
 )
-from sim.io import markdown_blocks, publish_section, read_markdown_blocks  # noqa: E402
+from sim.io import markdown_blocks, number_order, publish_section, read_markdown_blocks  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
 from sim.train import ExperimentConfig, load_stepper  # noqa: E402
 from sim.train.engine import train_or_reuse  # noqa: E402
@@ -246,14 +246,13 @@ def main(argv: list[str] | None = None) -> dict[int, list[dict]]:
             )
         lines += ["", f"Report: `{out / f'report_n{n}' / 'report.md'}`", "", *_verdicts(n, per_model, sets)]
         blocks[f"n{n}"] = "\n".join(lines)
-    ordered = {k: blocks[k] for k in sorted(blocks, key=lambda k: int(k[1:]) if k[1:].isdigit() else 1 << 30)}
     header = [
         f"## Navier-Stokes study: {' vs '.join(m[0] for m in MODELS.values())} (`scripts/study_ns2d.py`)",
         "",
         "One part per training-set size, each written by the run that trained it (a run keeps the parts of "
         "the sizes it did not train).",
         "",
-        markdown_blocks(SECTION, ordered),
+        markdown_blocks(SECTION, blocks, order=number_order),
         "",
     ]
     if args.quick:

@@ -115,13 +115,21 @@ def read_markdown_blocks(path: str | os.PathLike, name: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in pattern.finditer(section)}
 
 
-def markdown_blocks(name: str, blocks: dict[str, str]) -> str:
-    """``blocks`` in the given order, each between its ``<!-- NAME:KEY:start/end -->`` markers (see
-    :func:`read_markdown_blocks`)."""
+def markdown_blocks(name: str, blocks: dict[str, str], *, order=None) -> str:
+    """``blocks``, each between its ``<!-- NAME:KEY:start/end -->`` markers (see
+    :func:`read_markdown_blocks`), in the given order or sorted by ``order(KEY)`` (e.g.
+    :func:`number_order`)."""
+    keys = list(blocks) if order is None else sorted(blocks, key=order)
     return "\n\n".join(
-        f"<!-- {name}:{key}:start -->\n{text.rstrip()}\n<!-- {name}:{key}:end -->"
-        for key, text in blocks.items()
+        f"<!-- {name}:{key}:start -->\n{blocks[key].rstrip()}\n<!-- {name}:{key}:end -->" for key in keys
     )
+
+
+def number_order(key: str) -> tuple[int, str]:
+    """A sort key for blocks named by a size: the first number in the key (``n4`` before ``n12``,
+    ``steps600`` before ``steps2000``), keys without one last."""
+    m = re.search(r"\d+", key)
+    return (int(m.group()) if m else 1 << 30, key)
 
 
 def publish_section(

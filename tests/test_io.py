@@ -64,3 +64,14 @@ def test_markdown_blocks_round_trip_inside_their_section(tmp_path):
     assert read_markdown_blocks(md, "s") == {"n4": "four\nlines", "cpu": "x"}
     assert read_markdown_blocks(md, "other") == {"n4": "not mine"}
     assert read_markdown_blocks(md, "missing") == {}
+
+
+def test_markdown_blocks_sorted_by_their_number():
+    from sim.io import markdown_blocks, number_order
+
+    text = markdown_blocks("s", {"n12": "b", "cpu": "c", "n4": "a"}, order=number_order)
+    assert [line for line in text.splitlines() if "start" in line] == [
+        "<!-- s:n4:start -->",
+        "<!-- s:n12:start -->",
+        "<!-- s:cpu:start -->",
+    ]
