@@ -225,11 +225,12 @@ def report(rows: list[dict], *, command: str, seconds: float, load: tuple, tuned
                 f"{t['clean']}/{t['rounds']} |"
             )
 
-    def worst_ratio(name: str, reference: str, over: list[dict] | None = None) -> float:
-        return min(row["times"][reference]["median"] / row["times"][name]["median"] for row in over or rows)
+    def ratio(row: dict, name: str, reference: str) -> float:  # speed of name relative to reference
+        return row["times"][reference]["median"] / row["times"][name]["median"]
 
-    worst = {name: worst_ratio(name, "plain") for name in LAYERS if name not in REFERENCES}
-    wide = " / ".join(f"{worst_ratio('EquivariantMeshBlock', PLAIN_WIDE, [row]):.2f}" for row in rows)
+    layers = [name for name in LAYERS if name not in REFERENCES]
+    worst = {name: min(ratio(row, name, "plain") for row in rows) for name in layers}
+    wide = " / ".join(f"{ratio(row, 'EquivariantMeshBlock', PLAIN_WIDE):.2f}" for row in rows)
     met = ", ".join(f"{name} ({r:.2f}x)" for name, r in worst.items() if r >= 1.0) or "none"
     missed = ", ".join(f"{name} ({r:.2f}x)" for name, r in worst.items() if r < 1.0) or "none"
     per_edge = {name: [row["memory"][name] / row["edges"] for row in rows] for name in LAYERS}
