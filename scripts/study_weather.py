@@ -282,8 +282,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ]
     lines += [f"| {name} | " + " | ".join(_skill_cell(v) for v in sk) + " |" for name, sk in skill.items()]
     energy = {name: _energy_range(path) for name, path in year_rollouts}
-    truth_lo, truth_hi = _truth_energy_range(store)
-    truth_days = (len(_trajectories(store)[0]) - 1) * step_hours / 24
+    segments = _trajectories(store)
+    truth_lo, truth_hi = _truth_energy_range(store, segments)
+    truth_days = (len(segments[0]) - 1) * step_hours / 24
     lines += [
         "",
         f"Stability over {year_steps} steps ({year_steps * step_hours / 24:g} days); the kinetic energy "
@@ -340,9 +341,9 @@ def _energy_range(path: Path) -> tuple[float, float]:
     return float(ke.min() / ke[0]), float(ke.max() / ke[0])
 
 
-def _truth_energy_range(store: Path) -> tuple[float, float]:
-    """Lowest and highest kinetic energy of the store's trajectories relative to each one's first state
-    (area-weighted mean of ``(u^2 + v^2) / 2`` over the wind levels), over all its trajectories."""
+def _truth_energy_range(store: Path, segments: list[np.ndarray]) -> tuple[float, float]:
+    """Lowest and highest kinetic energy of the store's trajectories (``segments``, their times) relative to
+    each one's first state (area-weighted mean of ``(u^2 + v^2) / 2`` over the wind levels)."""
     import xarray as xr
 
     from sim.evaluate.weather_metrics import latitude_weights
@@ -355,7 +356,7 @@ def _truth_energy_range(store: Path) -> tuple[float, float]:
         ke = (0.5 * (u**2 + v**2) * w).mean(axis=(-2, -1))
         ke = ke.reshape(ke.shape[0], -1).mean(axis=1)  # [T]
         times = ds["time"].values
-    for seg in _trajectories(store):
+    for seg in segments:
         k = ke[np.isin(times, seg)]
         lo, hi = min(lo, k.min() / k[0]), max(hi, k.max() / k[0])
     return float(lo), float(hi)
