@@ -32,16 +32,18 @@ import argparse
 import math
 import shlex
 import sys
-import time
 from pathlib import Path
 
+import numpy as np
 import torch
+import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from sim.config import load_config, read_yaml  # noqa: E402
 from sim.data.cylinder import CylinderDataConfig, generate_cylinder, write_synthetic_cylinder  # noqa: E402
+from sim.evaluate import reusable_rollout  # noqa: E402
 from sim.evaluate.mesh_report import format_mesh_summary, write_mesh_report  # noqa: E402
 from sim.evaluate.mesh_rollout import rollout_mesh_to_netcdf  # noqa: E402
 from sim.io import markdown_blocks, number_order, publish_section, read_markdown_blocks  # noqa: E402
@@ -78,7 +80,6 @@ parser.add_argument("--no-progress", action="store_true", help="no progress bars
 
 def _solver_seconds_per_frame(data_path: Path, samples: range) -> float:
     """The solver's wall time per stored frame, from t = 0 (warmup included) over the test samples."""
-    import xarray as xr
 
     with xr.open_dataset(data_path) as ds:
         if "solver_seconds" not in ds:
@@ -112,7 +113,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         else:
             config = load_config(CylinderDataConfig, DATA_CONFIG)
             generate_cylinder(config, data_path, overwrite=args.overwrite, progress=progress)
-    import xarray as xr
 
     with xr.open_dataset(data_path) as ds:
         n_samples, n_frames = ds.sizes["sample"], ds.sizes["time"]
@@ -158,19 +158,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
         per_step = []
         for angle, mirror, tag in ((0.0, False, "original"), (args.angle, True, "rotated")):
             path = run / f"rollout_{tag}.nc"
-            t0 = time.perf_counter()
-            rollout_mesh_to_netcdf(
-                stepper, data_path, path, steps=rollout_steps, samples=list(test), rotation_deg=angle,
-                mirror=mirror, batch_size=1, device=device, overwrite=True, progress=progress,
-                attrs={"model": name},
+            made = dict(
+                data_file=str(data_path.resolve()), steps=rollout_steps, rotation_deg=float(angle),
+                mirror=int(mirror), start=0, stride=1, model=name,
             )  # fmt: skip
-            per_step.append((time.perf_counter() - t0) / (rollout_steps * len(test)))
+            kept = reusable_rollout(path, args.reuse and checkpoint, made, {"sample": np.asarray(test)})
+            if kept is None:
+                rollout_mesh_to_netcdf(
+                    stepper, data_path, path, steps=rollout_steps, samples=list(test), rotation_deg=angle,
+                    mirror=mirror, batch_size=1, device=device, overwrite=True, progress=progress,
+                    attrs={"model": name},
+                )  # fmt: skip
+                with xr.open_dataset(path) as ds:
+                    kept = dict(ds.attrs)
+            else:
+                print(f"reusing {path}")
+            per_step.append(float(kept["wall_seconds"]) / (rollout_steps * len(test)))
             rollouts.append((name, path))
         timings[name] = {"params": params, "train_seconds": seconds, "step_seconds": min(per_step)}
 
     rows = write_mesh_report(
         rollouts, out / "report", title="study_cylinder", overwrite=True
-    )  # every rollout was remade
+    )  # from the rollouts just made or kept
     summary = format_mesh_summary(rows)
     print(summary)
 

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from sim.config import load_config, read_yaml  # noqa: E402
 from sim.data.swe import SWEDataConfig, generate_swe, swe_output_paths  # noqa: E402
 from sim.data.weather import WeatherPrepareConfig, prepare_weather  # noqa: E402
+from sim.evaluate import reusable_rollout  # noqa: E402
 from sim.evaluate.weather_report import format_weather_summary, write_weather_report  # noqa: E402
 from sim.evaluate.weather_rollout import rollout_weather_to_netcdf  # noqa: E402
 from sim.io import publish_section  # noqa: E402
@@ -419,15 +420,9 @@ def _rollout(
     model step and initial time (the rollout records its own wall time)."""
     import xarray as xr
 
-    fresh = not (keep and path.exists() and path.stat().st_mtime >= Path(keep).stat().st_mtime)
-    if not fresh:
-        with xr.open_dataset(path) as ds:
-            made = tuple(ds.attrs.get(k) for k in ("data_file", "steps", "save_every", "wall_seconds"))
-            got = ds["init_time"].values
-        fresh = made[:3] != (str(data), steps, save_every) or made[3] is None
-        if init_times is not None:
-            fresh |= len(got) != len(init_times) or bool((got != np.array(init_times, "M8[ns]")).any())
-    if fresh:
+    made = dict(data_file=str(data), steps=steps, save_every=save_every)
+    coords = {"init_time": np.array(init_times, "M8[ns]")} if init_times is not None else None
+    if reusable_rollout(path, keep or None, made, coords) is None:
         kw.update(steps=steps, save_every=save_every, init_times=init_times, overwrite=True)
         rollout_weather_to_netcdf(stepper, data, path, **kw)
     else:

@@ -10,7 +10,7 @@ def study(load_script):
     return load_script("study_cylinder")
 
 
-def test_quick_run_writes_its_section_and_report(study, cylinder_file, tmp_path):
+def test_quick_run_writes_its_section_and_report(study, cylinder_file, tmp_path, capsys):
     results = tmp_path / "results.md"
     results.write_text(
         "# Results\n\n<!-- other:start -->\nkeep me\n<!-- other:end -->\n\n<!-- study_cylinder:start -->\n"
@@ -39,7 +39,14 @@ def test_quick_run_writes_its_section_and_report(study, cylinder_file, tmp_path)
     )
     assert "| E(2)-equivariant MGN |" in text and "speed-up over the solver" in text
     assert (out / "report" / "report.md").is_file()
-    # --reuse: nothing retrained
-    stamp = (out / "egnn" / "checkpoints" / "last.pt").stat().st_mtime_ns
-    study.main([*args, "--results", "-", "--no-progress", "--reuse", "--models", "egnn"])
-    assert (out / "egnn" / "checkpoints" / "last.pt").stat().st_mtime_ns == stamp
+    # --reuse: nothing retrained, and the rollouts kept unless their settings changed
+    names = ("checkpoints/last.pt", "rollout_original.nc", "rollout_rotated.nc")
+    files = [out / "egnn" / name for name in names]
+    stamps = [f.stat().st_mtime_ns for f in files]
+    capsys.readouterr()
+    study.main([*args, "--results", "-", "--no-progress", "--reuse", "--models", "egnn", "--angle", "57"])
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert capsys.readouterr().out.count("reusing") == 3  # the checkpoint and both rollouts
+    study.main([*args, "--results", "-", "--no-progress", "--reuse", "--models", "egnn", "--angle", "30"])
+    assert [f.stat().st_mtime_ns for f in files][:2] == stamps[:2]
+    assert files[2].stat().st_mtime_ns != stamps[2]  # another angle: the rotated domain rolled out again

@@ -13,9 +13,12 @@ sim.evaluate.weather_metrics (whose rmse/bias/acc are per variable and level):
 evaluate_forecast(forecast, truth, climatology=clim), zonal_energy_spectrum(ds),
 persistence_forecast(truth, init_times, lead_times); rollout_weather_to_netcdf(stepper, store, "r.nc",
 steps=1460) streams a year of 6-hourly steps, write_weather_report([("EqGC", "r.nc")], dir) scores it.
+
+Rollout files record their wall time; reusable_rollout(path, checkpoint, attrs) says whether a study may keep
+one (newer than its checkpoint, made with the same settings) instead of rolling out again.
 """
 
-from sim.evaluate._common import element_name
+from sim.evaluate._common import element_name, reusable_rollout
 from sim.evaluate.mesh_metrics import evaluate_mesh_rollout, save_mesh_metrics
 from sim.evaluate.mesh_plots import plot_mesh_error_curves, plot_mesh_snapshots, plot_probe_signal
 from sim.evaluate.mesh_report import (
@@ -65,6 +68,7 @@ __all__ = [
     "MeshEvalResult",
     "correlation",
     "element_name",
+    "reusable_rollout",
     "energy_spectrum",
     "enstrophy",
     "evaluate_mesh_rollout",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,3 +220,42 @@ def netcdf_attr(value):
     if value is None:
         return ""
     return str(value)
+
+
+def reusable_rollout(
+    path: str | os.PathLike,
+    checkpoint: str | os.PathLike | None,
+    attrs: Mapping[str, object],
+    coords: Mapping[str, object] | None = None,
+) -> dict | None:
+    """The attributes of the rollout file at ``path`` when a study may keep it instead of rolling out again,
+    else None.
+
+    Kept when the file exists, is at least as new as ``checkpoint`` (the weights it was rolled out from;
+    None: never keep), records its ``wall_seconds`` (so the time per step it was made at can still be
+    reported), has the attributes ``attrs`` and the coordinate values ``coords`` (e.g. the samples or the
+    initial times); a file that cannot be read is not kept.
+    """
+    path = Path(path)
+    if not checkpoint or not path.is_file() or path.stat().st_mtime < Path(checkpoint).stat().st_mtime:
+        return None
+    try:
+        with xr.open_dataset(path, engine="netcdf4", cache=False) as ds:
+            found = dict(ds.attrs)
+            same = all(k in ds.coords and _same(ds[k].values, v) for k, v in (coords or {}).items())
+    except (OSError, ValueError):
+        return None
+    if not same or "wall_seconds" not in found:
+        return None
+    if not all(k in found and _same(found[k], v) for k, v in attrs.items()):
+        return None
+    return found
+
+
+def _same(found, wanted) -> bool:
+    """Whether a stored value (attribute or coordinate) equals the wanted one, as stored (bools as ints,
+    datetimes at ns)."""
+    found, wanted = np.asarray(found), np.asarray(netcdf_attr(wanted) if np.ndim(wanted) == 0 else wanted)
+    if np.issubdtype(found.dtype, np.datetime64):
+        wanted = wanted.astype("M8[ns]")
+    return found.shape == wanted.shape and bool((found == wanted).all())

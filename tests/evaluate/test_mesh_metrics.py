@@ -421,3 +421,35 @@ def test_saved_metrics_round_trip(rollout, tmp_path):
         xr.testing.assert_identical(back.load(), m)
     with pytest.raises(OutputError, match="already exists"):
         save_mesh_metrics(m, path)
+
+
+def test_a_rollout_is_kept_only_when_newer_than_its_checkpoint_and_made_alike(data, rollout, tmp_path):
+    import os
+
+    from sim.evaluate import reusable_rollout
+
+    with xr.open_dataset(rollout) as ds:
+        assert float(ds.attrs["wall_seconds"]) > 0  # the rollout records its own wall time
+    file = shutil.copy(rollout, tmp_path / "r.nc")
+    ckpt = tmp_path / "last.pt"
+    ckpt.write_bytes(b"weights")
+    os.utime(file, (ckpt.stat().st_mtime + 10,) * 2)
+    made = {"data_file": str(Path(data).resolve()), "steps": STEPS, "mirror": False, "rotation_deg": 0}
+    samples = {"sample": np.arange(2)}
+    kept = reusable_rollout(file, ckpt, made, samples)
+    assert kept is not None and kept["wall_seconds"] > 0
+    assert reusable_rollout(file, None, made, samples) is None  # --reuse not asked
+    assert reusable_rollout(file, ckpt, {**made, "steps": STEPS + 1}, samples) is None
+    assert reusable_rollout(file, ckpt, {**made, "mirror": True}, samples) is None
+    assert reusable_rollout(file, ckpt, {**made, "model": "EGNN"}, samples) is None  # not recorded
+    assert reusable_rollout(file, ckpt, made, {"sample": np.arange(1)}) is None
+    assert reusable_rollout(file, ckpt, made, {"sample": np.array([1, 0])}) is None
+    assert reusable_rollout(tmp_path / "missing.nc", ckpt, made) is None
+    os.utime(ckpt, (Path(file).stat().st_mtime + 10,) * 2)  # retrained since
+    assert reusable_rollout(file, ckpt, made, samples) is None
+    os.utime(file, (ckpt.stat().st_mtime + 10,) * 2)
+    edit_rollout(rollout, Path(file), delete=["wall_seconds"])  # a file from before wall times: remade
+    os.utime(file, (ckpt.stat().st_mtime + 10,) * 2)
+    assert reusable_rollout(file, ckpt, made, samples) is None
+    Path(file).write_bytes(b"not netCDF")
+    assert reusable_rollout(file, ckpt, made, samples) is None
