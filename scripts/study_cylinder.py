@@ -45,7 +45,7 @@ from sim.config import load_config, read_yaml  # noqa: E402
 from sim.data.cylinder import CylinderDataConfig, generate_cylinder, write_synthetic_cylinder  # noqa: E402
 from sim.evaluate import reusable_rollout  # noqa: E402
 from sim.evaluate.mesh_report import format_mesh_summary, write_mesh_report  # noqa: E402
-from sim.evaluate.mesh_rollout import rollout_mesh_to_netcdf  # noqa: E402
+from sim.evaluate.mesh_rollout import persistence_stepper, rollout_mesh_to_netcdf  # noqa: E402
 from sim.io import markdown_blocks, number_order, publish_section, read_markdown_blocks  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
 from sim.train import ExperimentConfig, load_stepper  # noqa: E402
@@ -177,6 +177,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             rollouts.append((name, path))
         timings[name] = {"params": params, "train_seconds": seconds, "step_seconds": min(per_step)}
 
+    # the baseline: persistence, u(t + k) = u(t) (exactly equivariant, so the original domain only)
+    (out / "persistence").mkdir(exist_ok=True)
+    path = out / "persistence" / "rollout_original.nc"
+    rollout_mesh_to_netcdf(
+        persistence_stepper(), data_path, path, steps=rollout_steps, samples=list(test), batch_size=len(test),
+        overwrite=True, progress=False, attrs={"model": "persistence"},
+    )  # fmt: skip
+    rollouts.append(("persistence", path))
+
     rows = write_mesh_report(
         rollouts, out / "report", title="study_cylinder", overwrite=True
     )  # from the rollouts just made or kept
@@ -195,7 +204,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"0-{val[0] - 1}, "
         f"validation {val[0]}-{val[1] - 1}, test {test.start}-{test.stop - 1} (never trained on).  ",
         f"Rollouts: {rollout_steps} steps from the first frame, on the original domain and on the domain "
-        f"mirrored and rotated by {args.angle:g} degrees.",
+        f"mirrored and rotated by {args.angle:g} degrees; persistence (the last frame kept) is the baseline.",
         "",
         "| model | parameters | train time | time per rollout step | speed-up over the solver |",
         "|---|---:|---:|---:|---:|",

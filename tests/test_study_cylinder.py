@@ -20,8 +20,9 @@ def test_quick_run_writes_its_section_and_report(study, cylinder_file, tmp_path,
     out = tmp_path / "study"
     args = ["--quick", "--data", str(cylinder_file), "--test", "1", "--val", "1", "--out", str(out)]
     rows = study.main([*args, "--results", str(results), "--no-progress", "--angle", "57"])
-    assert len(rows) == 6  # 3 models x {original, mirrored and rotated}
+    assert len(rows) == 7  # 3 models x {original, mirrored and rotated}, and persistence
     by = {(r["model"], r["test_set"]): r for r in rows}
+    assert by[("persistence", "original")]["rmse_all"] > 0
     for name in ("E(2)-equivariant MGN", "EGNN"):  # exactly equivariant: the same errors
         assert by[(name, "mirrored, rotated 57°")]["rmse_all"] == pytest.approx(
             by[(name, "original")]["rmse_all"], rel=1e-4

@@ -48,7 +48,7 @@ from sim.evaluate._common import (
 from sim.io import atomic_output, check_output_path
 from sim.train.stepper import MeshGraph, MeshStepper
 
-__all__ = ["planar_transform", "rollout_mesh_to_netcdf"]
+__all__ = ["persistence_stepper", "planar_transform", "rollout_mesh_to_netcdf"]
 
 _RESERVED_ATTRS = frozenset(
     {
@@ -57,6 +57,19 @@ _RESERVED_ATTRS = frozenset(
         "wall_seconds",
     }
 )  # fmt: skip
+
+
+class _NoChange(torch.nn.Module):
+    """A mesh model that predicts no change (a residual stepper of it is persistence)."""
+
+    def forward(self, velocity, node_type, pos, edge_index):
+        return torch.zeros_like(velocity[:, -1]), None
+
+
+def persistence_stepper(dim: int = 2) -> MeshStepper:
+    """The baseline every mesh surrogate should beat: ``u(t + k) = u(t)``, as a ``MeshStepper`` (history
+    1) that :func:`rollout_mesh_to_netcdf` rolls out like a trained one."""
+    return MeshStepper(_NoChange(), history=1, dim=dim)
 
 
 def planar_transform(rotation_deg: float = 0.0, mirror: bool = False) -> torch.Tensor:

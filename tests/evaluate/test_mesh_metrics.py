@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
-from torch import nn
 
 import sim
 from sim.data.cylinder import write_synthetic_cylinder
@@ -29,7 +28,7 @@ from sim.evaluate import (
     write_mesh_report,
 )
 from sim.evaluate.mesh_metrics import describe_test_set
-from sim.evaluate.mesh_rollout import rollout_mesh_to_netcdf
+from sim.evaluate.mesh_rollout import persistence_stepper, rollout_mesh_to_netcdf
 from sim.io import OutputError
 from sim.train.stepper import MeshStepper
 
@@ -37,17 +36,6 @@ PNG = b"\x89PNG\r\n\x1a\n"
 FRAMES = 60  # dt 0.01: frames at t = 0, 0.01, ..., 0.59
 STEPS = 64  # history 1 from frame 0: leads 1..59 have truth, 60..64 do not
 TRUTH_LEADS = FRAMES - 1
-
-
-class Zero(nn.Module):
-    """A model that predicts no change: with a residual MeshStepper, persistence."""
-
-    def forward(self, velocity, node_type, pos, edge_index):
-        return torch.zeros_like(velocity[:, -1]), None
-
-
-def persistence() -> MeshStepper:
-    return MeshStepper(Zero(), history=1)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +48,7 @@ def data(tmp_path_factory) -> Path:
 def rollout(data, tmp_path_factory) -> Path:
     """A persistence rollout of ``STEPS`` leads (past the truth's last frame)."""
     out = tmp_path_factory.mktemp("mesh_rollouts") / "persistence.nc"
-    return rollout_mesh_to_netcdf(persistence(), data, out, steps=STEPS, progress=False)
+    return rollout_mesh_to_netcdf(persistence_stepper(), data, out, steps=STEPS, progress=False)
 
 
 def truth_frames(data: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -237,7 +225,9 @@ def test_strouhal_of_a_sinusoid_at_the_probe(data, rollout, tmp_path):
     assert np.isnan(flat["strouhal_pred"].values).all() and np.isnan(float(flat["strouhal_pred_mean"]))
     np.testing.assert_allclose(flat["strouhal_truth"].values, m["strouhal_truth"].values)
     # too short a window for three upward crossings: NaN, the helper's ValueError is caught
-    short = rollout_mesh_to_netcdf(persistence(), sines, tmp_path / "short.nc", steps=12, progress=False)
+    short = rollout_mesh_to_netcdf(
+        persistence_stepper(), sines, tmp_path / "short.nc", steps=12, progress=False
+    )
     s = evaluate_mesh_rollout(short)
     assert np.isnan(s["strouhal_truth"].values).all() and np.isnan(s["strouhal_lift"].values).all()
 
@@ -311,10 +301,10 @@ def transformed(data, tmp_path_factory) -> dict[str, Path]:
     folder = tmp_path_factory.mktemp("mesh_transformed")
     out = {
         "rot37": rollout_mesh_to_netcdf(
-            persistence(), data, folder / "rot37.nc", steps=12, rotation_deg=37, progress=False
+            persistence_stepper(), data, folder / "rot37.nc", steps=12, rotation_deg=37, progress=False
         ),
         "mirror": rollout_mesh_to_netcdf(
-            persistence(), data, folder / "mirror.nc", steps=12, mirror=True, progress=False
+            persistence_stepper(), data, folder / "mirror.nc", steps=12, mirror=True, progress=False
         ),
     }
     torch.manual_seed(0)
