@@ -45,7 +45,7 @@ from sim.config import load_config, read_yaml  # noqa: E402
 from sim.data.cylinder import CylinderDataConfig, generate_cylinder, write_synthetic_cylinder  # noqa: E402
 from sim.evaluate import reusable_rollout  # noqa: E402
 from sim.evaluate.mesh_report import format_mesh_summary, write_mesh_report  # noqa: E402
-from sim.evaluate.mesh_rollout import persistence_stepper, rollout_mesh_to_netcdf  # noqa: E402
+from sim.evaluate.mesh_rollout import persistence_stepper, rollout_mesh_to_netcdf, time_mesh_steps  # noqa: E402
 from sim.io import markdown_blocks, number_order, publish_section, read_markdown_blocks  # noqa: E402
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
 from sim.train import ExperimentConfig, load_stepper  # noqa: E402
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"--test {args.test} and --val {args.val} leave no training trajectories of {n_samples}")
     rollout_steps = min(args.rollout_steps, n_frames - 1)
 
-    rows, timings, rollouts, budgets = [], {}, [], set()
+    rows, timings, rollouts, budgets, steppers = [], {}, [], set(), {}
     for key in args.models:
         name, experiment = MODELS[key]
         mapping = read_yaml(experiment)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"reusing {checkpoint}")
         stepper, _, _ = load_stepper(checkpoint)
         params = sum(p.numel() for p in stepper.model.parameters())
-        per_step = []
+        steppers[name] = stepper
         for angle, mirror, tag in ((0.0, False, "original"), (args.angle, True, "rotated")):
             path = run / f"rollout_{tag}.nc"
             made = dict(
@@ -169,13 +169,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     mirror=mirror, batch_size=1, device=device, overwrite=True, progress=progress,
                     attrs={"model": name},
                 )  # fmt: skip
-                with xr.open_dataset(path) as ds:
-                    kept = dict(ds.attrs)
             else:
                 print(f"reusing {path}")
-            per_step.append(float(kept["wall_seconds"]) / (rollout_steps * len(test)))
             rollouts.append((name, path))
-        timings[name] = {"params": params, "train_seconds": seconds, "step_seconds": min(per_step)}
+        timings[name] = {"params": params, "train_seconds": seconds}
+    # time per step: the models alternately in this process, so that their ratios hold on a loaded machine
+    step_seconds = time_mesh_steps(steppers, data_path, sample=test.start, repeats=3 if args.quick else 7,
+                                   min_seconds=0.0 if args.quick else 1.0, device=device)  # fmt: skip
+    for name, t in step_seconds.items():
+        timings[name]["step_seconds"] = t
 
     # the baseline: persistence, u(t + k) = u(t) (exactly equivariant, so the original domain only)
     (out / "persistence").mkdir(exist_ok=True)
@@ -206,7 +208,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"Rollouts: {rollout_steps} steps from the first frame, on the original domain and on the domain "
         f"mirrored and rotated by {args.angle:g} degrees; persistence (the last frame kept) is the baseline.",
         "",
-        "| model | parameters | train time | time per rollout step | speed-up over the solver |",
+        "| model | parameters | train time | time per step | speed-up over the solver |",
         "|---|---:|---:|---:|---:|",
     ]
     for name, t in timings.items():
@@ -219,10 +221,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
     lines += [
         "",
-        f"The solver: {1e3 * solver:.0f} ms of lattice-Boltzmann time per stored frame (dt = 0.01), warmup "
-        "included, on this machine."
-        if math.isfinite(solver)
-        else "The solver's time was not recorded.",
+        f"Time per step: one autoregressive step on the mesh of test sample {test.start}, the models timed "
+        "alternately in this process (medians), on "
+        + ("the GPU. " if device == "cuda" else "the CPU. ")
+        + (
+            f"The solver: {1e3 * solver:.0f} ms of lattice-Boltzmann time per stored frame (dt = 0.01), "
+            "warmup included, recorded when the data were generated (on this machine's CPU)."
+            if math.isfinite(solver)
+            else "The solver's time was not recorded."
+        ),
         "",
         summary,
         "",

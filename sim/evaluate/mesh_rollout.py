@@ -48,7 +48,7 @@ from sim.evaluate._common import (
 from sim.io import atomic_output, check_output_path
 from sim.train.stepper import MeshGraph, MeshStepper
 
-__all__ = ["persistence_stepper", "planar_transform", "rollout_mesh_to_netcdf"]
+__all__ = ["persistence_stepper", "planar_transform", "rollout_mesh_to_netcdf", "time_mesh_steps"]
 
 _RESERVED_ATTRS = frozenset(
     {
@@ -188,15 +188,8 @@ def rollout_mesh_to_netcdf(
                             graphs[b0 : b0 + batch_size], initial[b0 : b0 + batch_size], strict=True
                         )
                     ]
-                    b = collate_graphs(items)  # one graph; velocity [N, T, 2]
                     sizes = [len(it["node_type"]) for it in items]
-                    graph = MeshGraph(
-                        node_type=b.node_type.to(device),
-                        pos=(b.pos.double() @ g.T).to(device, dtype),  # rows: p -> g p
-                        edge_index=b.edge_index.to(device),
-                        batch=b.batch.to(device),
-                    )
-                    history = (b.velocity.double() @ g.T).to(device, dtype)  # [N, T, 2]
+                    history, graph = _batch_graph(items, g, device, dtype)
                     diverged, init_max = _roll_batch(
                         stepper, history, graph, g, sizes, nc, b0,
                         steps=steps, chunk=chunk, blowup_factor=blowup_factor, bar=bar,
@@ -208,6 +201,63 @@ def rollout_mesh_to_netcdf(
     finally:
         stepper.train(was_training)
     return out
+
+
+def _batch_graph(items: list[dict], g: torch.Tensor, device, dtype) -> tuple[torch.Tensor, MeshGraph]:
+    """One graph of the samples ``items`` (read_graph's dicts with their ``velocity [T, n, 2]``), mesh and
+    velocities transformed by ``g``: ``(history [N, T, 2], graph)``."""
+    b = collate_graphs(items)  # one graph; velocity [N, T, 2]
+    graph = MeshGraph(
+        node_type=b.node_type.to(device),
+        pos=(b.pos.double() @ g.T).to(device, dtype),  # rows: p -> g p
+        edge_index=b.edge_index.to(device),
+        batch=b.batch.to(device),
+    )
+    return (b.velocity.double() @ g.T).to(device, dtype), graph
+
+
+def time_mesh_steps(
+    steppers: Mapping[str, MeshStepper],
+    data_path: str | os.PathLike,
+    *,
+    sample: int = 0,
+    repeats: int = 5,
+    min_seconds: float = 0.5,
+    device: str | torch.device = "cpu",
+) -> dict[str, float]:
+    """Median seconds of one autoregressive step of each stepper on the mesh of ``sample`` (its first
+    frames), the steppers timed alternately in this process (:func:`sim.runtime.time_interleaved`), so
+    that their ratios hold on a loaded machine.
+
+    Raises:
+        DataFileError: the data file is missing or malformed.
+        ValueError: an empty ``steppers`` or a bad ``sample``.
+    """
+    from sim.runtime import time_interleaved
+
+    if not steppers:
+        raise ValueError("time_mesh_steps: expected at least one stepper, got none")
+    device = torch.device(device)
+    T = max(s.history for s in steppers.values())
+    with open_cylinder(data_path) as ds:
+        (pick,) = check_samples([sample], ds.sizes["sample"])
+        check_history_fits(data_path, ds.sizes["time"], start=0, history=T, stride=1)
+        item = read_graph(ds, int(pick), path=data_path)
+        n = len(item["node_type"])
+        item["velocity"] = torch.from_numpy(np.asarray(ds["velocity"][int(pick), :T, :n].values, np.float32))
+    history, graph = _batch_graph([item], torch.eye(2, dtype=torch.float64), device, torch.float32)
+    fns = {}
+    for name, stepper in steppers.items():
+        stepper.to(device).eval()
+        window = history[:, T - stepper.history :].to(stepper.state_std.dtype)
+
+        def step(stepper=stepper, window=window):
+            with torch.no_grad():
+                return stepper(window, graph)
+
+        fns[name] = step
+    timed = time_interleaved(fns, repeats=repeats, min_seconds=min_seconds, device=device)
+    return {name: t["median"] for name, t in timed.items()}
 
 
 def _roll_batch(

@@ -443,3 +443,20 @@ def test_a_rollout_is_kept_only_when_newer_than_its_checkpoint_and_made_alike(da
     assert reusable_rollout(file, ckpt, made, samples) is None
     Path(file).write_bytes(b"not netCDF")
     assert reusable_rollout(file, ckpt, made, samples) is None
+
+
+def test_time_mesh_steps_times_each_stepper_on_one_mesh(data):
+    from sim.evaluate.mesh_rollout import time_mesh_steps
+
+    model = sim.build_model(
+        {"name": "equivariant_meshgraphnet", "in_fields": "1x vector", "out_fields": "1x vector",
+         "latent": 8, "blocks": 2, "vectors": 2}
+    )  # fmt: skip
+    gnn = MeshStepper(model, history=1)
+    times = time_mesh_steps({"persistence": persistence_stepper(), "E-MGN": gnn}, data, sample=1, repeats=3)
+    assert set(times) == {"persistence", "E-MGN"} and all(t > 0 for t in times.values())
+    assert times["E-MGN"] > times["persistence"]  # message passing against a copy
+    with pytest.raises(ValueError, match="^time_mesh_steps: expected at least one stepper, got none$"):
+        time_mesh_steps({}, data)
+    with pytest.raises(ValueError, match="sample"):
+        time_mesh_steps({"persistence": persistence_stepper()}, data, sample=5)
