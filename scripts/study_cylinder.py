@@ -13,12 +13,14 @@ mirrored (written back in the data's frame, so the two compare directly). Report
 * the same on the rotated and mirrored domain (identical for the equivariant models by construction);
 * the Strouhal number each surrogate reproduces (transverse velocity at a probe 2 diameters behind the
   cylinder) against the solver's;
+* persistence (the last frame kept) as the baseline row;
 * the speed-up over the solver at equal horizon: the solver's wall time per frame (its time loop,
-  recorded in the data file) over the surrogate's time per rollout step (the rollout's wall time / steps).
-  MeshGraphNets: 21 ms vs 820 ms a step (39x) on a GPU against COMSOL.
+  recorded in the data file) over the surrogate's time per step (one step on a test mesh, the models
+  timed alternately in this process: ``time_mesh_steps``). MeshGraphNets: 21 ms vs 820 ms a step (39x) on
+  a GPU against COMSOL.
 
     python scripts/study_cylinder.py                         # generate, train, roll out, write the section
-    python scripts/study_cylinder.py --data runs/cyl/cyl.nc --reuse    # reuse data and finished runs
+    python scripts/study_cylinder.py --data runs/cyl/cyl.nc --reuse    # reuse data, runs and rollouts
     python scripts/study_cylinder.py --quick --results -     # a smoke run on a synthetic file
 
 Writes OUT/<model>/ (training run, rollouts), OUT/report/ (``write_mesh_report``) and the
@@ -72,7 +74,11 @@ parser.add_argument("--rollout-steps", type=int, default=250, help="autoregressi
 parser.add_argument("--angle", type=float, default=30.0, help="rotation of the test domain, degrees")
 parser.add_argument("--models", nargs="+", choices=list(MODELS), default=DEFAULT_MODELS, help="which models")
 parser.add_argument("--results", default=str(ROOT / "docs/results.md"), help="markdown file, or - to print")
-parser.add_argument("--reuse", action="store_true", help="keep finished training runs of the same config")
+parser.add_argument(
+    "--reuse",
+    action="store_true",
+    help="keep finished training runs of the same config, and their rollouts made since alike",
+)
 parser.add_argument("--overwrite", action="store_true", help="replace existing runs, rollouts and reports")
 parser.add_argument("--quick", action="store_true", help="a synthetic file, tiny models, a few steps")
 parser.add_argument("--no-progress", action="store_true", help="no progress bars")
