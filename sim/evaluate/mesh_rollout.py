@@ -138,14 +138,9 @@ def rollout_mesh_to_netcdf(
         ) if times.size else np.full(steps, np.nan)  # fmt: skip
         graphs = [read_graph(ds, int(s), path=data_path) for s in picks]
         initial = [
-            torch.from_numpy(
-                np.asarray(
-                    ds["velocity"][int(s), start : last + 1 : stride, : len(gr["node_type"])].values,
-                    dtype=np.float32,
-                )
-            )
+            _frames(ds, int(s), gr, slice(start, last + 1, stride))
             for s, gr in zip(picks, graphs, strict=True)
-        ]  # [T, n, 2] each
+        ]
     for s, v in zip(picks, initial, strict=True):
         if not torch.isfinite(v).all():
             raise DataFileError(f"{data_path}: sample {int(s)}: the initial frames contain NaN/Inf")
@@ -203,6 +198,13 @@ def rollout_mesh_to_netcdf(
     return out
 
 
+def _frames(ds, s: int, graph: dict, frames: slice) -> torch.Tensor:
+    """Sample ``s``'s velocity frames ``frames`` on its own nodes (``graph``: its read_graph dict), float32
+    ``[T, n, 2]``."""
+    n = len(graph["node_type"])
+    return torch.from_numpy(np.asarray(ds["velocity"][s, frames, :n].values, dtype=np.float32))
+
+
 def _batch_graph(items: list[dict], g: torch.Tensor, device, dtype) -> tuple[torch.Tensor, MeshGraph]:
     """One graph of the samples ``items`` (read_graph's dicts with their ``velocity [T, n, 2]``), mesh and
     velocities transformed by ``g``: ``(history [N, T, 2], graph)``."""
@@ -243,9 +245,9 @@ def time_mesh_steps(
         (pick,) = check_samples([sample], ds.sizes["sample"])
         check_history_fits(data_path, ds.sizes["time"], start=0, history=T, stride=1)
         item = read_graph(ds, int(pick), path=data_path)
-        n = len(item["node_type"])
-        item["velocity"] = torch.from_numpy(np.asarray(ds["velocity"][int(pick), :T, :n].values, np.float32))
+        item["velocity"] = _frames(ds, int(pick), item, slice(0, T))
     history, graph = _batch_graph([item], torch.eye(2, dtype=torch.float64), device, torch.float32)
+    training = {name: stepper.training for name, stepper in steppers.items()}
     fns = {}
     for name, stepper in steppers.items():
         stepper.to(device).eval()
@@ -256,7 +258,11 @@ def time_mesh_steps(
                 return stepper(window, graph)
 
         fns[name] = step
-    timed = time_interleaved(fns, repeats=repeats, min_seconds=min_seconds, device=device)
+    try:
+        timed = time_interleaved(fns, repeats=repeats, min_seconds=min_seconds, device=device)
+    finally:
+        for name, stepper in steppers.items():
+            stepper.train(training[name])
     return {name: t["median"] for name, t in timed.items()}
 
 

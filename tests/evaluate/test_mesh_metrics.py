@@ -456,6 +456,7 @@ def test_time_mesh_steps_times_each_stepper_on_one_mesh(data):
     times = time_mesh_steps({"persistence": persistence_stepper(), "E-MGN": gnn}, data, sample=1, repeats=3)
     assert set(times) == {"persistence", "E-MGN"} and all(t > 0 for t in times.values())
     assert times["E-MGN"] > times["persistence"]  # message passing against a copy
+    assert gnn.training  # timed in eval mode, handed back as it came
     with pytest.raises(ValueError, match="^time_mesh_steps: expected at least one stepper, got none$"):
         time_mesh_steps({}, data)
     with pytest.raises(ValueError, match="sample"):
