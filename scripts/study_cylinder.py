@@ -25,7 +25,9 @@ mirrored (written back in the data's frame, so the two compare directly). Report
 
 Writes OUT/<model>/ (training run, rollouts), OUT/report/ (``write_mesh_report``) and the
 ``study_cylinder`` section of docs/results.md (``--results``, ``-`` prints only): one part per training
-budget (steps), so a longer run is added beside a shorter one instead of replacing it.
+budget (steps), so a longer run is added beside a shorter one instead of replacing it. That part shows
+the error curves and the first model's probe signal, copied to ``figures/`` beside the results file as
+``study_cylinder_steps<N>_error_curves.png`` and ``..._probe.png``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import math
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -46,9 +49,15 @@ sys.path.insert(0, str(ROOT))
 from sim.config import load_config, read_yaml  # noqa: E402
 from sim.data.cylinder import CylinderDataConfig, generate_cylinder, write_synthetic_cylinder  # noqa: E402
 from sim.evaluate import reusable_rollout  # noqa: E402
-from sim.evaluate.mesh_report import format_mesh_summary, write_mesh_report  # noqa: E402
+from sim.evaluate.mesh_report import format_mesh_summary, report_stem, write_mesh_report  # noqa: E402
 from sim.evaluate.mesh_rollout import persistence_stepper, rollout_mesh_to_netcdf, time_mesh_steps  # noqa: E402
-from sim.io import markdown_blocks, number_order, publish_section, read_markdown_blocks  # noqa: E402
+from sim.io import (  # noqa: E402
+    atomic_output,
+    markdown_blocks,
+    number_order,
+    publish_section,
+    read_markdown_blocks,
+)
 from sim.runtime import describe_machine, load_average, tune_cpu_allocator  # noqa: E402
 from sim.train import ExperimentConfig, load_stepper  # noqa: E402
 from sim.train.engine import train_or_reuse  # noqa: E402
@@ -93,6 +102,24 @@ def _solver_seconds_per_frame(data_path: Path, samples: range) -> float:
         seconds = ds["solver_seconds"].values[list(samples)]
         frames_total = (ds.attrs["warmup"] + (ds.sizes["time"] - 1) * ds.attrs["dt"]) / ds.attrs["dt"]
     return float(seconds.mean() / frames_total) if math.isfinite(seconds.mean()) else math.nan
+
+
+def _publish_figures(report: Path, model: str, results: Path, tag: str) -> list[str]:
+    """Copy the report's error curves and ``model``'s probe signal (original domain) to ``figures/`` beside
+    ``results`` as ``study_cylinder_<tag>_*.png`` (replacing that budget's earlier ones); their markdown."""
+    folder = results.parent / "figures"
+    folder.mkdir(exist_ok=True)
+    copies = [
+        (report / "error_curves.png", "error_curves", "velocity RMSE against lead time, every rollout"),
+        (report / f"probe_{report_stem(model)}.png", "probe", f"{model}, original domain: v at the probe"),
+    ]
+    lines = []
+    for source, kind, caption in copies:
+        target = folder / f"{SECTION}_{tag}_{kind}.png"
+        with atomic_output(target, overwrite=True) as tmp:
+            shutil.copyfile(source, tmp)
+        lines += [f"![{caption}]({target.relative_to(results.parent).as_posix()})", ""]
+    return lines[:-1]
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -241,6 +268,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "",
         f"Report with error curves, snapshots and probe signals: `{out / 'report' / 'report.md'}`",
     ]
+    if args.results != "-":  # the curves and the first model's probe beside the results file, for its readers
+        lines += ["", *_publish_figures(out / "report", rollouts[0][0], Path(args.results), f"steps{budget}")]
     if args.quick:
         lines += [
             "",

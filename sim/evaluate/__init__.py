@@ -26,6 +26,7 @@ from sim.evaluate.mesh_report import (
     MeshEvalResult,
     format_mesh_summary,
     mesh_summary_rows,
+    report_stem,
     write_mesh_report,
 )
 from sim.evaluate.metrics import (
@@ -84,6 +85,7 @@ __all__ = [
     "plot_snapshots",
     "plot_spectra",
     "relative_l2",
+    "report_stem",
     "rmse",
     "rollout_to_netcdf",
     "save_mesh_metrics",

@@ -35,6 +35,7 @@ __all__ = [
     "MeshEvalResult",
     "format_mesh_summary",
     "mesh_summary_rows",
+    "report_stem",
     "write_mesh_report",
 ]
 
@@ -86,8 +87,11 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "model"
 
 
-def _stem(name: str, attrs) -> str:
-    """``<slug>[_mirror][_rot<angle>]``: one file name per model and test set."""
+def report_stem(name: str, attrs=None) -> str:
+    """``<slug>[_mirror][_rot<angle>]``: the stem of a report's files for one model and test set
+    (``probe_<stem>.png``, ``snapshots_<stem>.png``, ``metrics_<stem>.nc``); ``attrs``: the rollout's
+    ``rotation_deg`` and ``mirror`` (none: the original domain)."""
+    attrs = attrs or {}
     angle = float(attrs.get("rotation_deg", 0.0) or 0.0)
     mirror = bool(int(attrs.get("mirror", 0) or 0))
     rot = f"_rot{angle:g}".replace("-", "m").replace(".", "p") if angle else ""
@@ -221,7 +225,7 @@ def write_mesh_report(
         else:
             with open_netcdf(r.rollout) as ds:
                 attrs.append(dict(ds.attrs))
-    stems = [_stem(r.name, a) for r, a in zip(results, attrs, strict=True)]
+    stems = [report_stem(r.name, a) for r, a in zip(results, attrs, strict=True)]
     dupes = sorted({s for s in stems if stems.count(s) > 1})
     if dupes:
         raise ValueError(f"write_mesh_report: two rollouts share a model name and test set: {dupes}")
