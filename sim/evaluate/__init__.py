@@ -19,7 +19,7 @@ one (newer than its checkpoint, made with the same settings) instead of rolling 
 """
 
 from sim.evaluate._common import element_name, reusable_rollout
-from sim.evaluate.mesh_metrics import evaluate_mesh_rollout, save_mesh_metrics
+from sim.evaluate.mesh_metrics import evaluate_mesh_rollout, rollout_gap, save_mesh_metrics
 from sim.evaluate.mesh_plots import plot_mesh_error_curves, plot_mesh_snapshots, plot_probe_signal
 from sim.evaluate.mesh_report import (
     MESH_SUMMARY_COLUMNS,
@@ -87,6 +87,7 @@ __all__ = [
     "relative_l2",
     "report_stem",
     "rmse",
+    "rollout_gap",
     "rollout_to_netcdf",
     "save_mesh_metrics",
     "save_metrics",

@@ -54,6 +54,7 @@ __all__ = [
     "describe_test_set",
     "evaluate_mesh_rollout",
     "probe_nodes",
+    "rollout_gap",
     "save_mesh_metrics",
 ]
 
@@ -353,6 +354,103 @@ def evaluate_mesh_rollout(
         }
     )
     return xr.Dataset(data_vars=data_vars, coords=coords, attrs=meta)
+
+
+def rollout_gap(
+    path_a: str | os.PathLike, path_b: str | os.PathLike, *, truth_path: str | os.PathLike | None = None
+) -> xr.Dataset:
+    """How far two mesh rollouts of the same samples and leads are apart, lead by lead.
+
+    ``gap[s, l] = sqrt(sum((a - b)^2) / (2 n_s))`` over sample ``s``'s real nodes and both components (the
+    ``rmse`` of :func:`evaluate_mesh_rollout` with ``b`` in place of the truth). Made for a model rolled out
+    on the original domain (``a``) and on a transformed one (``b``; both files hold the velocities in the
+    data file's frame): for an exactly equivariant model the gap at lead 1 is its equivariance error in the
+    precision it ran, and its growth over the leads is how much the learned dynamics amplify rounding
+    differences (for an unstable rollout, exponentially, until the two decorrelate).
+
+    Args:
+        path_a, path_b: rollout files from ``rollout_mesh_to_netcdf`` of the same data file, samples and
+            leads (any test sets).
+        truth_path: the data file (for each sample's real node count); ``path_a``'s ``data_file`` when None.
+
+    Returns:
+        A Dataset with ``gap [sample, lead_time]`` (NaN from the first lead where either diverged),
+        ``gap_mean [lead_time]`` (mean over the samples finite there); attributes: ``path_a``'s, plus
+        ``rollout_file``, ``other_rollout_file``, ``test_set``, ``other_test_set``.
+
+    Raises:
+        DataFileError: a missing or malformed file, a missing data file, or rollouts that disagree in
+            samples, leads or node count.
+    """
+    path_a, path_b = Path(path_a), Path(path_b)
+    with open_netcdf(path_a) as a, open_netcdf(path_b) as b:
+        attrs_a, attrs_b = dict(a.attrs), dict(b.attrs)
+        _check_rollout(a, path_a, attrs_a)
+        _check_rollout(b, path_b, attrs_b)
+        for key in ("sample", "lead_time"):
+            if not np.array_equal(a[key].values, b[key].values):
+                raise DataFileError(
+                    f"{path_b}: {key} {b[key].values[:5].tolist()}... differs from {path_a}'s "
+                    f"{a[key].values[:5].tolist()}... (rollouts of other samples or lengths?)"
+                )
+        if a.sizes["node"] != b.sizes["node"]:
+            raise DataFileError(
+                f"{path_b}: {b.sizes['node']} nodes per sample, {path_a} has {a.sizes['node']} "
+                "(rollouts of other data files?)"
+            )
+        if truth_path is None:
+            if not attrs_a.get("data_file"):
+                raise DataFileError(f"{path_a}: no data_file attribute; pass the data file as truth_path")
+            truth_path = Path(attrs_a["data_file"])
+        truth_path = Path(truth_path)
+        samples = np.asarray(a["sample"].values, dtype=np.int64)
+        leads = np.asarray(a["lead_time"].values, dtype=np.int64)
+        with open_cylinder(truth_path) as truth:
+            if truth.sizes["node"] != a.sizes["node"]:
+                raise DataFileError(
+                    f"{path_a}: {a.sizes['node']} nodes per sample but the data file {truth_path} has "
+                    f"{truth.sizes['node']} (a rollout of another data file?)"
+                )
+            coord = (
+                list(truth["sample"].values)
+                if "sample" in truth.coords
+                else list(range(truth.sizes["sample"]))
+            )
+            absent = [int(s) for s in samples if int(s) not in coord]
+            if absent:
+                raise DataFileError(f"{path_a}: samples {absent[:5]} are not in the data file {truth_path}")
+            num_nodes = np.asarray(truth["num_nodes"].values, dtype=np.int64)[
+                [coord.index(s) for s in samples]
+            ]
+        gap = np.full((samples.size, leads.size), np.nan)
+        for i, n in enumerate(num_nodes):
+            pa = np.asarray(a["velocity"][i, :, :n].values, dtype=np.float64)  # [L, n, 2]
+            pb = np.asarray(b["velocity"][i, :, :n].values, dtype=np.float64)
+            gap[i] = np.sqrt(((pa - pb) ** 2).sum(axis=(1, 2)) / (2 * n))
+            for ds in (a, b):
+                first = int(ds["diverged_at"].values[i]) if "diverged_at" in ds.variables else -1
+                if first >= 0:
+                    gap[i, leads >= first] = np.nan
+    meta = {k: netcdf_attr(v) for k, v in attrs_a.items()}
+    meta.update(
+        rollout_file=str(path_a.resolve()),
+        other_rollout_file=str(path_b.resolve()),
+        test_set=describe_test_set(attrs_a),
+        other_test_set=describe_test_set(attrs_b),
+    )
+    SL = ("sample", "lead_time")
+    return xr.Dataset(
+        data_vars={
+            "gap": (SL, gap, {"long_name": "sqrt(mean over real nodes and components of (a - b)^2)"}),
+            "gap_mean": (
+                ("lead_time",),
+                _mean_over_samples(gap),
+                {"long_name": "gap, mean over finite samples"},
+            ),
+        },
+        coords={"sample": ("sample", samples), "lead_time": ("lead_time", leads.astype(np.int32))},
+        attrs=meta,
+    )
 
 
 def _check_rollout(pred: xr.Dataset, path: Path, attrs: dict) -> None:

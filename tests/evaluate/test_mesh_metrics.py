@@ -24,6 +24,7 @@ from sim.evaluate import (
     plot_mesh_error_curves,
     plot_mesh_snapshots,
     plot_probe_signal,
+    rollout_gap,
     save_mesh_metrics,
     write_mesh_report,
 )
@@ -315,6 +316,47 @@ def transformed(data, tmp_path_factory) -> dict[str, Path]:
     stepper = MeshStepper(model, history=1, delta_std=0.01, length_scale=0.02)
     out["egnn"] = rollout_mesh_to_netcdf(stepper, data, folder / "egnn.nc", steps=12, progress=False)
     return out
+
+
+def test_rollout_gap_is_the_rms_difference_on_real_nodes(data, rollout, tmp_path):
+    _, num_nodes = truth_frames(data)
+    same = rollout_gap(rollout, rollout)
+    assert same["gap"].shape == (2, STEPS) and np.all(same["gap"].values == 0)
+    v = prediction(rollout)
+    v += np.array([0.25, -0.5])
+    small = int(np.argmin(num_nodes))
+    v[small, :, num_nodes[small] :] = 1e6  # padding nodes must not count
+    v[0, 9:] = np.nan  # sample 0 diverged at lead 10
+    other = edit_rollout(rollout, tmp_path / "offset.nc", velocity=v, diverged_at=[10, -1])
+    gap = rollout_gap(rollout, other)
+    expected = math.sqrt((0.25**2 + 0.5**2) / 2)
+    np.testing.assert_allclose(gap["gap"].values[1], expected, rtol=1e-6)
+    np.testing.assert_allclose(gap["gap"].values[0, :9], expected, rtol=1e-6)
+    assert np.isnan(gap["gap"].values[0, 9:]).all()  # from the divergence on
+    np.testing.assert_allclose(gap["gap_mean"].values, expected, rtol=1e-6)  # the finite samples
+    assert gap.attrs["test_set"] == "original" and gap.attrs["other_rollout_file"] == str(other.resolve())
+
+
+def test_rollout_gap_measures_equivariance_and_rejects_unlike_rollouts(data, rollout, transformed, tmp_path):
+    torch.manual_seed(0)
+    model = sim.build_model(
+        {"name": "equivariant_meshgraphnet", "in_fields": "1x vector", "out_fields": "1x vector",
+         "latent": 8, "blocks": 1, "vectors": 2}
+    )  # fmt: skip
+    stepper = MeshStepper(model, history=1, delta_std=0.01, length_scale=0.02)
+    rotated = rollout_mesh_to_netcdf(
+        stepper, data, tmp_path / "emgn_rot37.nc", steps=12, rotation_deg=37, mirror=True, progress=False
+    )
+    gap = rollout_gap(transformed["egnn"], rotated)  # the same model on the original domain
+    assert gap.attrs["other_test_set"] == "mirrored, rotated 37°"
+    assert 0 < float(gap["gap"].max()) < 1e-5  # float32 rounding only: exactly equivariant
+    moved = rollout_gap(transformed["egnn"], transformed["rot37"])  # another model: far apart
+    assert float(moved["gap_mean"][0]) > 1e-3
+    with pytest.raises(DataFileError, match="lead_time") as err:
+        rollout_gap(rollout, transformed["rot37"])  # 64 leads against 12
+    assert str(rollout) in _one_line(err)
+    with pytest.raises(DataFileError, match=r"cyl.nc: velocity has dims .* expected \(sample, lead_time"):
+        rollout_gap(rollout, data)
 
 
 def test_persistence_scores_the_same_on_rotated_and_mirrored_domains(rollout, transformed):
