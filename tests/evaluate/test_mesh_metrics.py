@@ -296,6 +296,16 @@ def test_mismatched_or_malformed_files_give_one_line_errors(data, rollout, tmp_p
 # transformed test sets, plots, report
 
 
+def tiny_equivariant_stepper() -> MeshStepper:
+    """A small E(2)-equivariant MeshGraphNet with seeded weights."""
+    torch.manual_seed(0)
+    model = sim.build_model(
+        {"name": "equivariant_meshgraphnet", "in_fields": "1x vector", "out_fields": "1x vector",
+         "latent": 8, "blocks": 1, "vectors": 2}
+    )  # fmt: skip
+    return MeshStepper(model, history=1, delta_std=0.01, length_scale=0.02)
+
+
 @pytest.fixture(scope="module")
 def transformed(data, tmp_path_factory) -> dict[str, Path]:
     """Short rollouts: persistence on the rotated and the mirrored domain, and a tiny E(2) MeshGraphNet."""
@@ -308,12 +318,7 @@ def transformed(data, tmp_path_factory) -> dict[str, Path]:
             persistence_stepper(), data, folder / "mirror.nc", steps=12, mirror=True, progress=False
         ),
     }
-    torch.manual_seed(0)
-    model = sim.build_model(
-        {"name": "equivariant_meshgraphnet", "in_fields": "1x vector", "out_fields": "1x vector",
-         "latent": 8, "blocks": 1, "vectors": 2}
-    )  # fmt: skip
-    stepper = MeshStepper(model, history=1, delta_std=0.01, length_scale=0.02)
+    stepper = tiny_equivariant_stepper()
     out["egnn"] = rollout_mesh_to_netcdf(stepper, data, folder / "egnn.nc", steps=12, progress=False)
     return out
 
@@ -338,12 +343,7 @@ def test_rollout_gap_is_the_rms_difference_on_real_nodes(data, rollout, tmp_path
 
 
 def test_rollout_gap_measures_equivariance_and_rejects_unlike_rollouts(data, rollout, transformed, tmp_path):
-    torch.manual_seed(0)
-    model = sim.build_model(
-        {"name": "equivariant_meshgraphnet", "in_fields": "1x vector", "out_fields": "1x vector",
-         "latent": 8, "blocks": 1, "vectors": 2}
-    )  # fmt: skip
-    stepper = MeshStepper(model, history=1, delta_std=0.01, length_scale=0.02)
+    stepper = tiny_equivariant_stepper()
     rotated = rollout_mesh_to_netcdf(
         stepper, data, tmp_path / "emgn_rot37.nc", steps=12, rotation_deg=37, mirror=True, progress=False
     )
