@@ -70,6 +70,9 @@ class TrainSpec:
     val_batches: int = cfield(4, **positive())
     checkpoint_every: int = cfield(200, **positive())
     device: str = cfield("auto", **device_name())
+    init_from: str | None = cfield(
+        None, doc="a checkpoint whose weights (and statistics) start the run: fine-tuning; null: random"
+    )
 
     def unroll_at(self, step: int) -> int:
         """Unrolled steps in the loss at optimiser step ``step`` (0-based): grows by one every

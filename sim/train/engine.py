@@ -12,7 +12,10 @@ Switches (``train:``): one-step teacher forcing (``unroll: 1``); a multi-step un
 grows during training (``unroll``, ``unroll_every``); the pushforward trick (``pushforward``: the first
 ``k - 1`` steps run without gradient, the loss is on the last); training noise on the input history
 (``noise_std``, in units of the state's scale, as in MeshGraphNets); residual or direct prediction
-(``residual``); exact conservation of the domain mean (``conserve_mean``).
+(``residual``); exact conservation of the domain mean (``conserve_mean``); fine-tuning
+(``init_from``: a checkpoint of the same model whose weights and normalisation statistics start the run,
+with a fresh optimiser and schedule, e.g. a one-step model trained on, as GraphCast does, with a longer
+unroll).
 
 Reproducible and resumable: the batch of step ``s`` and its noise depend only on ``(seed, s)``, so a run
 stopped after a checkpoint and resumed with ``resume=True`` ends with the same weights as an
@@ -552,6 +555,8 @@ def train(
     optimizer = torch.optim.AdamW(core.parameters(), lr=t.lr, weight_decay=t.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     start, prior_seconds = 0, 0.0
+    if t.init_from is not None and not resume:  # a resumed run's own checkpoint already holds them
+        _init_weights(core, Path(t.init_from), _layout(config, core), device)
     if resume:
         ckpt = load_checkpoint(ckpt_path, map_location=device)
         if ckpt["layout"] != _layout(config, core):
@@ -667,6 +672,25 @@ def train(
     if rank == 0:
         _plot_log(out_dir)
     return TrainResult(out_dir, stop, loss_value, val1, ckpt_path)
+
+
+def _init_weights(core: nn.Module, path: Path, layout: dict, device) -> None:
+    """Load the stepper weights (and statistics) of the checkpoint ``path`` into ``core`` (``init_from``).
+
+    Raises:
+        CheckpointError: an unreadable checkpoint, or one of another model or data layout.
+    """
+    ckpt = load_checkpoint(path, map_location=device)
+    if ckpt["layout"] != layout:
+        raise CheckpointError(
+            f"train.init_from: {path} was made for layout {ckpt['layout']}, this config gives {layout}"
+        )
+    try:
+        core.load_state_dict(ckpt["stepper"])
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"train.init_from: {path} holds weights of another model ({str(err).splitlines()[0]})"
+        ) from None
 
 
 def _append_log(out_dir: Path, rows: list[list]) -> None:

@@ -12,6 +12,7 @@ from sim.data.cylinder import CylinderWindows, collate_graphs
 from sim.discretize import NodeType
 from sim.evaluate.mesh_rollout import planar_transform, rollout_mesh_to_netcdf
 from sim.train import ExperimentConfig, load_stepper, train
+from sim.train.checkpoint import CheckpointError
 from sim.train.engine import _loss, _split
 from sim.train.mesh import build_mesh_stepper
 from sim.train.stepper import MeshGraph, MeshStepper
@@ -23,12 +24,13 @@ TINY = {
 }
 
 
-def _config(path, name: str, **train) -> ExperimentConfig:
+def _config(path, name: str, *, history: int = 1, **train) -> ExperimentConfig:
     return from_dict(
         ExperimentConfig,
         {
-            "model": {"name": name, "in_fields": "1x vector", "out_fields": "1x vector", **TINY[name]},
-            "data": {"path": str(path), "history": 1, "train_samples": [0, 2], "val_samples": [2, 3]},
+            "model": {"name": name, "in_fields": f"{history}x vector", "out_fields": "1x vector",
+                      **TINY[name]},
+            "data": {"path": str(path), "history": history, "train_samples": [0, 2], "val_samples": [2, 3]},
             "train": {"steps": 2, "batch_size": 2, "val_every": 2, "checkpoint_every": 2, "device": "cpu",
                       "log_every": 1, **train},
         },
@@ -156,3 +158,34 @@ def test_training_memory_of_a_mesh_model_is_counted_on_meta(cylinder_file):
     assert two["unroll"] == 2 and one["parameters"] == two["parameters"] > 0
     # parameters, their gradients and AdamW's two moments at least; a longer unroll keeps more activations
     assert 4 * one["parameter_bytes"] < one["peak"] < two["peak"]
+
+
+def test_init_from_starts_a_run_from_another_runs_weights(cylinder_file, tmp_path):
+    first = train(_config(cylinder_file, "equivariant_meshgraphnet"), tmp_path / "a", progress=False)
+    trained, _, _ = load_stepper(first.checkpoint)
+    # fine-tune with a longer unroll; a vanishing learning rate leaves the loaded weights as they were
+    tune = _config(cylinder_file, "equivariant_meshgraphnet", init_from=str(first.checkpoint), unroll=2,
+                   lr=1e-12, steps=1, val_every=1)  # fmt: skip
+    tuned, _, _ = load_stepper(train(tune, tmp_path / "b", progress=False).checkpoint)
+    fresh, _, _ = load_stepper(
+        train(_config(cylinder_file, "equivariant_meshgraphnet", lr=1e-12, steps=1), tmp_path / "c",
+              progress=False).checkpoint
+    )  # fmt: skip
+    weights = {name: (a, tuned.state_dict()[name], fresh.state_dict()[name])
+               for name, a in trained.state_dict().items()}  # fmt: skip
+    for name, (a, b, _) in weights.items():
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-8, msg=name)
+    far = [name for name, (a, _, c) in weights.items() if a.is_floating_point() and not torch.allclose(a, c)]
+    assert far  # a run without init_from starts elsewhere
+
+    other = _config(cylinder_file, "egnn", init_from=str(first.checkpoint))  # same layout, other model
+    with pytest.raises(CheckpointError, match=r"train.init_from: .*last.pt holds weights of another model"):
+        train(other, tmp_path / "d", progress=False)
+    longer = _config(cylinder_file, "equivariant_meshgraphnet", history=2, init_from=str(first.checkpoint))
+    with pytest.raises(
+        CheckpointError, match=r"train.init_from: .*last.pt was made for layout .*'history': 1"
+    ):
+        train(longer, tmp_path / "f", progress=False)
+    missing = _config(cylinder_file, "egnn", init_from=str(tmp_path / "none.pt"))
+    with pytest.raises(CheckpointError, match=r"none.pt: no such checkpoint"):
+        train(missing, tmp_path / "e", progress=False)
