@@ -274,13 +274,16 @@ def load_stepper(path: str | os.PathLike, *, map_location="cpu") -> tuple[Steppe
     else:
         stats = None if config.model.is_mesh else (blank(n_state), blank(n_state), blank(n_forcing))
     stepper = build_stepper(config, stats)
-    try:
-        stepper.load_state_dict(ckpt["stepper"])
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"{path}: the weights do not fit the model of its config ({str(err).splitlines()[0]})"
-        ) from None
+    _load_weights(stepper, ckpt["stepper"], f"{path}: the weights do not fit the model of its config")
     return stepper.to(map_location), config, ckpt
+
+
+def _load_weights(module: nn.Module, state: dict, problem: str) -> None:
+    """``module.load_state_dict(state)``; weights that do not fit raise CheckpointError ``problem (why)``."""
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as err:
+        raise CheckpointError(f"{problem} ({str(err).splitlines()[0]})") from None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -685,12 +688,7 @@ def _init_weights(core: nn.Module, path: Path, layout: dict, device) -> None:
         raise CheckpointError(
             f"train.init_from: {path} was made for layout {ckpt['layout']}, this config gives {layout}"
         )
-    try:
-        core.load_state_dict(ckpt["stepper"])
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"train.init_from: {path} holds weights of another model ({str(err).splitlines()[0]})"
-        ) from None
+    _load_weights(core, ckpt["stepper"], f"train.init_from: {path} holds weights of another model")
 
 
 def _append_log(out_dir: Path, rows: list[list]) -> None:
