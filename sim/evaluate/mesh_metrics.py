@@ -169,15 +169,7 @@ def evaluate_mesh_rollout(
         attrs = dict(pred.attrs)
         _check_rollout(pred, pred_path, attrs)
         start, history, stride = (int(attrs[k]) for k in ("start", "history", "stride"))
-        if truth_path is None:
-            if not attrs.get("data_file"):
-                raise DataFileError(f"{pred_path}: no data_file attribute; pass the data file as truth_path")
-            truth_path = Path(attrs["data_file"])
-            if not truth_path.is_file():
-                raise DataFileError(
-                    f"{pred_path}: its data file {truth_path} does not exist (moved? pass truth_path)"
-                )
-        truth_path = Path(truth_path)
+        truth_path = _truth_path(pred_path, attrs, truth_path)
         S, L, N = pred.sizes["sample"], pred.sizes["lead_time"], pred.sizes["node"]
         leads = np.asarray(pred["lead_time"].values, dtype=np.int64)  # [L]
         if not np.array_equal(leads, np.arange(1, L + 1)):
@@ -194,22 +186,7 @@ def evaluate_mesh_rollout(
             missing = [v for v in _TRUTH_VARIABLES if v not in truth.variables]
             if missing:
                 raise DataFileError(f"{truth_path}: missing variable(s) {missing} (needed by the evaluation)")
-            if truth.sizes["node"] != N:
-                raise DataFileError(
-                    f"{pred_path}: {N} nodes per sample but its data file {truth_path} has "
-                    f"{truth.sizes['node']} (a rollout of another data file?)"
-                )
-            n_truth = truth.sizes["sample"]
-            coord = np.asarray(truth["sample"].values) if "sample" in truth.coords else np.arange(n_truth)
-            lookup = {int(s): i for i, s in enumerate(coord)}
-            absent = [int(s) for s in samples if int(s) not in lookup]
-            if absent:
-                raise DataFileError(
-                    f"{pred_path}: samples {absent[:5]} are not in the data file {truth_path} "
-                    f"({n_truth} samples; a rollout of another data file?)"
-                )
-            positions = np.asarray([lookup[int(s)] for s in samples], dtype=np.int64)  # [S]
-            num_nodes = np.asarray(truth["num_nodes"].values, dtype=np.int64)[positions]  # [S]
+            positions, num_nodes = _sample_nodes(truth, samples, N, pred_path, truth_path)  # [S] each
             geometry = {
                 k: np.asarray(truth[k].values, dtype=np.float64)[positions]
                 for k in ("diameter", "center_x", "center_y", "u_mean")
@@ -398,30 +375,11 @@ def rollout_gap(
                 f"{path_b}: {b.sizes['node']} nodes per sample, {path_a} has {a.sizes['node']} "
                 "(rollouts of other data files?)"
             )
-        if truth_path is None:
-            if not attrs_a.get("data_file"):
-                raise DataFileError(f"{path_a}: no data_file attribute; pass the data file as truth_path")
-            truth_path = Path(attrs_a["data_file"])
-        truth_path = Path(truth_path)
+        truth_path = _truth_path(path_a, attrs_a, truth_path)
         samples = np.asarray(a["sample"].values, dtype=np.int64)
         leads = np.asarray(a["lead_time"].values, dtype=np.int64)
         with open_cylinder(truth_path) as truth:
-            if truth.sizes["node"] != a.sizes["node"]:
-                raise DataFileError(
-                    f"{path_a}: {a.sizes['node']} nodes per sample but the data file {truth_path} has "
-                    f"{truth.sizes['node']} (a rollout of another data file?)"
-                )
-            coord = (
-                list(truth["sample"].values)
-                if "sample" in truth.coords
-                else list(range(truth.sizes["sample"]))
-            )
-            absent = [int(s) for s in samples if int(s) not in coord]
-            if absent:
-                raise DataFileError(f"{path_a}: samples {absent[:5]} are not in the data file {truth_path}")
-            num_nodes = np.asarray(truth["num_nodes"].values, dtype=np.int64)[
-                [coord.index(s) for s in samples]
-            ]
+            _, num_nodes = _sample_nodes(truth, samples, a.sizes["node"], path_a, truth_path)
         gap = np.full((samples.size, leads.size), np.nan)
         for i, n in enumerate(num_nodes):
             pa = np.asarray(a["velocity"][i, :, :n].values, dtype=np.float64)  # [L, n, 2]
@@ -451,6 +409,44 @@ def rollout_gap(
         coords={"sample": ("sample", samples), "lead_time": ("lead_time", leads.astype(np.int32))},
         attrs=meta,
     )
+
+
+def _truth_path(pred_path: Path, attrs: dict, truth_path) -> Path:
+    """The data file of a rollout: ``truth_path``, else its ``data_file`` attribute (which must exist)."""
+    if truth_path is not None:
+        return Path(truth_path)
+    if not attrs.get("data_file"):
+        raise DataFileError(f"{pred_path}: no data_file attribute; pass the data file as truth_path")
+    path = Path(attrs["data_file"])
+    if not path.is_file():
+        raise DataFileError(f"{pred_path}: its data file {path} does not exist (moved? pass truth_path)")
+    return path
+
+
+def _sample_nodes(
+    truth: xr.Dataset, samples: np.ndarray, nodes: int, pred_path: Path, truth_path: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """The data file's positions of a rollout's ``samples`` and their real node counts, ``[S]`` each.
+
+    Raises:
+        DataFileError: the files disagree in nodes per sample, or a sample is not in the data file.
+    """
+    if truth.sizes["node"] != nodes:
+        raise DataFileError(
+            f"{pred_path}: {nodes} nodes per sample but its data file {truth_path} has "
+            f"{truth.sizes['node']} (a rollout of another data file?)"
+        )
+    n_truth = truth.sizes["sample"]
+    coord = np.asarray(truth["sample"].values) if "sample" in truth.coords else np.arange(n_truth)
+    lookup = {int(s): i for i, s in enumerate(coord)}
+    absent = [int(s) for s in samples if int(s) not in lookup]
+    if absent:
+        raise DataFileError(
+            f"{pred_path}: samples {absent[:5]} are not in the data file {truth_path} "
+            f"({n_truth} samples; a rollout of another data file?)"
+        )
+    positions = np.asarray([lookup[int(s)] for s in samples], dtype=np.int64)
+    return positions, np.asarray(truth["num_nodes"].values, dtype=np.int64)[positions]
 
 
 def _check_rollout(pred: xr.Dataset, path: Path, attrs: dict) -> None:
