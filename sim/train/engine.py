@@ -559,14 +559,9 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(config))
     start, prior_seconds = 0, 0.0
     if t.init_from is not None and not resume:  # a resumed run's own checkpoint already holds them
-        _init_weights(core, Path(t.init_from), _layout(config, core), device)
+        _load_run_weights(core, Path(t.init_from), _layout(config, core), device, what="train.init_from: ")
     if resume:
-        ckpt = load_checkpoint(ckpt_path, map_location=device)
-        if ckpt["layout"] != _layout(config, core):
-            raise CheckpointError(
-                f"{ckpt_path}: made for layout {ckpt['layout']}, the config gives {_layout(config, core)}"
-            )
-        core.load_state_dict(ckpt["stepper"])
+        ckpt = _load_run_weights(core, ckpt_path, _layout(config, core), device)
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
         set_rng_state(ckpt["rng"])
@@ -677,18 +672,20 @@ def train(
     return TrainResult(out_dir, stop, loss_value, val1, ckpt_path)
 
 
-def _init_weights(core: nn.Module, path: Path, layout: dict, device) -> None:
-    """Load the stepper weights (and statistics) of the checkpoint ``path`` into ``core`` (``init_from``).
+def _load_run_weights(core: nn.Module, path: Path, layout: dict, device, *, what: str = "") -> dict:
+    """Load the stepper weights (and statistics) of the checkpoint ``path`` into ``core``, for a resumed run
+    or ``init_from``; returns the checkpoint. ``what`` starts the error messages.
 
     Raises:
-        CheckpointError: an unreadable checkpoint, or one of another model or data layout.
+        CheckpointError: an unreadable checkpoint, or one of another data layout or model.
     """
     ckpt = load_checkpoint(path, map_location=device)
     if ckpt["layout"] != layout:
         raise CheckpointError(
-            f"train.init_from: {path} was made for layout {ckpt['layout']}, this config gives {layout}"
+            f"{what}{path} was made for layout {ckpt['layout']}, this config gives {layout}"
         )
-    _load_weights(core, ckpt["stepper"], f"train.init_from: {path} holds weights of another model")
+    _load_weights(core, ckpt["stepper"], f"{what}{path} holds weights of another model")
+    return ckpt
 
 
 def _append_log(out_dir: Path, rows: list[list]) -> None:
