@@ -26,8 +26,9 @@ mirrored (written back in the data's frame, so the two compare directly). Report
 Writes OUT/<model>/ (training run, rollouts), OUT/report/ (``write_mesh_report``) and the
 ``study_cylinder`` section of docs/results.md (``--results``, ``-`` prints only): one part per training
 budget (steps), so a longer run is added beside a shorter one instead of replacing it. That part shows
-the error curves and the first model's probe signal, copied to ``figures/`` beside the results file as
-``study_cylinder_steps<N>_error_curves.png`` and ``..._probe.png``.
+the error curves, the gap between each model's two domains (``rollout_gap``) and the first model's probe
+signal, copied to ``figures/`` beside the results file as ``study_cylinder_steps<N>_error_curves.png``,
+``..._rollout_gap.png`` and ``..._probe.png``.
 """
 
 from __future__ import annotations
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "",
         f"Report with error curves, snapshots and probe signals: `{out / 'report' / 'report.md'}`",
     ]
-    if args.results != "-":  # the curves and the first model's probe beside the results file, for its readers
+    if args.results != "-":  # the report's main figures beside the results file, for its readers
         lines += ["", *_publish_figures(out / "report", rollouts[0][0], Path(args.results), f"steps{budget}")]
     if args.quick:
         lines += [

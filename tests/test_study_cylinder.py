@@ -41,7 +41,8 @@ def test_quick_run_writes_its_section_and_report(study, cylinder_file, tmp_path,
     assert "| E(2)-equivariant MGN |" in text and "speed-up over the solver" in text
     assert (out / "report" / "report.md").is_file()
     assert "| gap @1 |" in text and "| EGNN | original / mirrored, rotated 57° |" in text
-    for kind in ("error_curves", "rollout_gap", "probe"):  # the figures beside the results file, linked from its part
+    # the figures beside the results file, linked from its part
+    for kind in ("error_curves", "rollout_gap", "probe"):
         figure = tmp_path / "figures" / f"study_cylinder_steps3_{kind}.png"
         assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"](figures/{figure.name})" in text
